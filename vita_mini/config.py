@@ -1,0 +1,238 @@
+"""Configuration: plain dataclasses and the presets built from them.
+
+Presets (``get_config(name)``):
+    tiny   the tests: every stage in seconds on a CPU
+    toy    the tutorials' default: every stage in minutes on a laptop CPU
+    small  one consumer GPU
+
+Every field can be overridden from the command line with ``section.field=value``
+(``codec.codebook_size=256``, ``seed=3``). The resolved config is printed by ``train.py`` and
+saved as ``config.json`` beside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from vita_mini.errors import VitaError
+
+
+@dataclass
+class WorldConfig:
+    """The toy world (vita_mini/data/world.py) and how much of it is spoken."""
+
+    seed: int = 0
+    n_people: int = 24  # each person has a city, a pet, a colour and a food
+    n_general_sentences: int = 1200  # template sentences, besides the facts, for ASR/TTS
+    text_only_share: float = 0.25  # people whose facts never appear in speech
+    max_chars: int = 40  # longest spoken sentence, in characters
+    n_val: int = 64  # utterances in the validation split
+    n_test: int = 64  # utterances in the test split
+
+
+@dataclass
+class SynthConfig:
+    """The numpy speech synthesizer (vita_mini/data/synth.py)."""
+
+    char_seconds: float = 0.10  # mean duration of one character at rate 1.0
+    lead_seconds: float = 0.20  # silence before the first character
+    tail_seconds: float = 0.15  # silence after the last character
+    snr_db: float = 35.0  # background noise level
+    n_speakers: int = 6  # the first n of the built-in voices
+    backend: str = "numpy"  # "numpy" (deterministic, built in) or "espeak" (needs espeak-ng on PATH)
+
+
+@dataclass
+class AudioConfig:
+    """Waveform and log-mel front end shared by the codec and the judge."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    win_length: int = 400  # 25 ms
+    hop_length: int = 160  # 10 ms -> 100 mel frames per second
+    n_mels: int = 80
+    griffin_lim_iters: int = 32
+
+
+@dataclass
+class CodecConfig:
+    """The audio tokenizer: conv encoder -> VQ (+ CTC head) -> conv decoder (audio/codec.py)."""
+
+    channels: int = 192
+    n_blocks: int = 3  # residual conv blocks in the encoder and in the decoder
+    downsample: int = 4  # mel frames per token: 100 Hz / 4 = 25 Hz tokens
+    code_dim: int = 64
+    codebook_size: int = 512
+    ema_decay: float = 0.99
+    commitment: float = 0.25
+    dead_code_threshold: float = 0.5  # EMA count below which a code is restarted
+    ctc_weight: float = 1.0
+    mel_weight: float = 1.0
+
+
+@dataclass
+class JudgeConfig:
+    """The judge ASR, a small CTC recognizer over log-mel with its own weights (audio/judge.py)."""
+
+    channels: int = 192
+    n_blocks: int = 4
+    downsample: int = 2  # 50 Hz output frames
+
+
+@dataclass
+class TrainConfig:
+    """One training run of the shared loop (train/loop.py)."""
+
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    betas: tuple = (0.9, 0.95)
+    warmup_share: float = 0.03
+    min_lr_share: float = 0.1  # cosine decays to this share of lr
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    checkpoint_every: int = 100
+    log_every: int = 10
+
+
+@dataclass
+class LLMConfig:
+    """The Qwen2-style decoder (model/llm.py). vocab_size is derived from the token space."""
+
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 8
+    n_kv_heads: int = 2
+    d_ff: int = 704
+    rope_theta: float = 10000.0
+    rms_eps: float = 1e-6
+    max_seq_len: int = 512
+
+
+@dataclass
+class Config:
+    preset: str = "toy"
+    seed: int = 1234
+    run_dir: str = ""  # default: runs/<preset>
+    cache_dir: str = "cache"  # synthesized corpora, shared by runs
+    device: str = "auto"  # auto = cuda > mps > cpu
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    world: WorldConfig = field(default_factory=WorldConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    stage0: TrainConfig = field(default_factory=TrainConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+    def resolved_run_dir(self) -> str:
+        return self.run_dir or f"runs/{self.preset}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _tiny() -> Config:
+    cfg = Config(preset="tiny")
+    cfg.world = WorldConfig(n_people=8, n_general_sentences=120, max_chars=28, n_val=16, n_test=16)
+    cfg.synth = SynthConfig(n_speakers=4)
+    cfg.codec = CodecConfig(channels=48, n_blocks=1, code_dim=16, codebook_size=64)
+    cfg.judge = JudgeConfig(channels=48, n_blocks=2)
+    cfg.stage0 = TrainConfig(steps=40, batch_size=8, lr=3e-3, eval_every=20, checkpoint_every=20,
+                             log_every=5)
+    cfg.llm = LLMConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_seq_len=256)
+    return cfg
+
+
+def _toy() -> Config:
+    return Config(preset="toy")
+
+
+def _small() -> Config:
+    cfg = Config(preset="small")
+    cfg.world = WorldConfig(n_people=64, n_general_sentences=8000, max_chars=60, n_val=256,
+                            n_test=256)
+    cfg.codec = CodecConfig(channels=384, n_blocks=6, code_dim=128, codebook_size=2048)
+    cfg.judge = JudgeConfig(channels=384, n_blocks=6)
+    cfg.stage0 = TrainConfig(steps=6000, batch_size=64, lr=1e-3, eval_every=1000,
+                             checkpoint_every=500)
+    cfg.llm = LLMConfig(d_model=768, n_layers=12, n_heads=12, n_kv_heads=4, d_ff=2048,
+                        max_seq_len=1024)
+    return cfg
+
+
+PRESETS = {"tiny": _tiny, "toy": _toy, "small": _small}
+
+
+def get_config(preset: str = "toy", overrides: list[str] | None = None) -> Config:
+    """Return the named preset with ``section.field=value`` overrides applied."""
+    if preset not in PRESETS:
+        raise VitaError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    cfg = PRESETS[preset]()
+    for item in overrides or []:
+        apply_override(cfg, item)
+    return cfg
+
+
+def _parse_value(text: str, current, name: str):
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise VitaError(f"override {name}={text}: expected true or false")
+    if isinstance(current, (tuple, list)):
+        parts = [p for p in text.strip("()[]").split(",") if p.strip()]
+        return type(current)(_parse_value(p.strip(), current[0], name) for p in parts)
+    try:
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+    except ValueError:
+        raise VitaError(f"override {name}={text}: expected a {type(current).__name__}") from None
+    return text
+
+
+def apply_override(cfg: Config, item: str) -> None:
+    """Apply one ``section.field=value`` (or ``field=value``) override in place."""
+    if "=" not in item:
+        raise VitaError(f"override {item!r}: expected the form section.field=value")
+    name, text = item.split("=", 1)
+    target = cfg
+    parts = name.strip().split(".")
+    for part in parts[:-1]:
+        if not dataclasses.is_dataclass(getattr(target, part, None)):
+            raise VitaError(f"override {item!r}: {part!r} is not a config section")
+        target = getattr(target, part)
+    leaf = parts[-1]
+    names = [f.name for f in dataclasses.fields(target)]
+    if leaf not in names or dataclasses.is_dataclass(getattr(target, leaf)):
+        raise VitaError(f"override {item!r}: no field {leaf!r}; fields here are {', '.join(names)}")
+    setattr(target, leaf, _parse_value(text.strip(), getattr(target, leaf), name))
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuild a Config saved with ``to_dict`` (used when loading checkpoints)."""
+    cfg = Config()
+    for f in dataclasses.fields(cfg):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        current = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(current):
+            kwargs = {}
+            for sub in dataclasses.fields(current):
+                if sub.name in value:
+                    v = value[sub.name]
+                    kwargs[sub.name] = tuple(v) if isinstance(getattr(current, sub.name), tuple) else v
+            setattr(cfg, f.name, type(current)(**kwargs))
+        else:
+            setattr(cfg, f.name, value)
+    return cfg
