@@ -36,8 +36,8 @@ class WorldConfig:
 class SynthConfig:
     """The numpy speech synthesizer (vita_mini/data/synth.py)."""
 
-    char_seconds: float = 0.10  # mean duration of one character at rate 1.0
-    lead_seconds: float = 0.20  # silence before the first character
+    char_seconds: float = 0.11  # mean duration of one character at rate 1.0
+    lead_seconds: float = 0.25  # silence before the first character
     tail_seconds: float = 0.15  # silence after the last character
     snr_db: float = 35.0  # background noise level
     n_speakers: int = 6  # the first n of the built-in voices

@@ -1,0 +1,305 @@
+"""The language model: a decoder-only Transformer with exactly the Qwen2 architecture.
+
+VITA-Audio (Long et al., 2025, arXiv 2505.03739) builds on Qwen2.5-7B-Instruct, whose architecture
+is Qwen2 (Yang et al., 2024, arXiv 2407.10671). This file is that architecture at toy size:
+
+    tokens [B, T] -> embed_tokens -> n_layers x DecoderLayer -> norm -> lm_head -> logits [B, T, V]
+
+    DecoderLayer:  x = x + o_proj(attention(rope(q_proj(rms(x))), rope(k_proj(..)), v_proj(..)))
+                   x = x + down_proj(silu(gate_proj(rms(x))) * up_proj(rms(x)))
+
+Qwen2 specifics: RMSNorm (pre-norm), grouped-query attention (n_kv_heads <= n_heads) whose
+q/k/v projections have a bias and whose o_proj has none, rotary position embedding in the
+"rotate half" layout, a SwiGLU MLP without biases, and an lm_head that is NOT tied to the
+embedding (as in Qwen2.5-7B). Submodules carry the Hugging Face names, so our state_dict maps one
+to one onto a HF ``Qwen2ForCausalLM`` checkpoint through :func:`hf_qwen2_key`.
+
+Shapes: B batch, T new positions, S key positions (cached + new), C = d_model, H query heads,
+Hkv key/value heads, D = head_dim = C // H, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vita_mini.config import LLMConfig
+
+
+def hf_qwen2_key(name: str) -> str:
+    """Map one of our state_dict keys to the Hugging Face Qwen2ForCausalLM key.
+
+    Everything lives under ``model.`` in HF except the head:
+    ``layers.0.self_attn.q_proj.bias`` -> ``model.layers.0.self_attn.q_proj.bias``,
+    ``lm_head.weight`` -> ``lm_head.weight``. (Rotary inv_freq is a non-persistent buffer, as
+    in recent transformers, so it is not in the state_dict.)
+    """
+    return name if name.startswith("lm_head.") else "model." + name
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight, computed in float32 like HF's Qwen2RMSNorm."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables of rotary position embedding for given integer positions.
+
+    Frequencies inv_freq[i] = theta^(-2i/D) for i < D/2; angle = position * inv_freq, duplicated
+    to length D ("rotate half" layout: dims i and i + D/2 form one rotating pair).
+    """
+
+    def __init__(self, head_dim: int, theta: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # [D/2]
+
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype = torch.float32):
+        """positions [T] or [B, T] (int) -> (cos, sin), each [T, D] or [B, T, D], in ``dtype``."""
+        angles = positions.float().unsqueeze(-1) * self.inv_freq  # [..., T, D/2], float32
+        emb = torch.cat((angles, angles), dim=-1)  # [..., T, D]
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [B, H, T, D] by cos/sin [T, D] or [B, T, D] (one set per batch row)."""
+    if cos.dim() == 3:
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, T, D]: broadcast over heads
+    return x * cos + rotate_half(x) * sin
+
+
+def causal_mask(T: int, S: int, device=None) -> torch.Tensor:
+    """Bool [T, S], True = may attend: the T new queries sit at positions S-T .. S-1."""
+    return torch.arange(S, device=device) <= torch.arange(S - T, S, device=device).unsqueeze(1)
+
+
+class KVCache:
+    """Keys and values of one attention layer, for incremental decoding.
+
+    Preallocated buffers k, v [B, Hkv, max_len, D] hold the first ``length`` positions (keys are
+    stored after RoPE). ``update`` writes T new positions in place and returns views of
+    everything so far, so a decode step allocates nothing big. ``truncate(n)`` forgets all but
+    the first n positions (e.g. to roll back); ``reset()`` empties the cache.
+    """
+
+    def __init__(self, batch_size, n_kv_heads, max_len, head_dim, device=None, dtype=None):
+        shape = (batch_size, n_kv_heads, max_len, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.k.size(2)
+
+    def update(self, k: torch.Tensor, v: torch.Tensor):
+        """k, v [B, Hkv, T, D] -> all keys and values so far, [B, Hkv, length + T, D]."""
+        start, end = self.length, self.length + k.size(2)
+        if end > self.max_len:
+            raise ValueError(f"KV cache full: {end} positions > max_len {self.max_len}")
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def truncate(self, length: int) -> None:
+        self.length = min(self.length, length)
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+class Attention(nn.Module):
+    """Grouped-query self-attention with RoPE: each of the Hkv k/v heads serves H/Hkv q heads."""
+
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int):
+        super().__init__()
+        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
+        self.head_dim = d_model // n_heads
+        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=True)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=True)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=True)
+        self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=False)
+
+    def forward(self, x, cos, sin, cache: KVCache | None = None, mask=None):
+        B, T, _ = x.shape
+        H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
+        q = self.q_proj(x).view(B, T, H, D).transpose(1, 2)  # [B, H, T, D]
+        k = self.k_proj(x).view(B, T, Hkv, D).transpose(1, 2)  # [B, Hkv, T, D]
+        v = self.v_proj(x).view(B, T, Hkv, D).transpose(1, 2)  # [B, Hkv, T, D]
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(k, v)  # [B, Hkv, S, D], S = cached + T
+        S = k.size(2)
+        if T == 1 and mask is None:
+            # Decode step: one query sees every key, so no mask is needed, and the H/Hkv query
+            # heads sharing a k/v head can be stacked as "positions" of that head: GQA with no
+            # copy of the cache. [B, H, 1, D] -> [B, Hkv, H/Hkv, D] -> back to [B, H, 1, D].
+            y = F.scaled_dot_product_attention(q.view(B, Hkv, H // Hkv, D), k, v)
+            y = y.reshape(B, H, 1, D)
+        else:
+            if H != Hkv:  # repeat each k/v head for its H/Hkv query heads (HF's repeat_kv)
+                k = k.repeat_interleave(H // Hkv, dim=1)  # [B, H, S, D]
+                v = v.repeat_interleave(H // Hkv, dim=1)
+            if mask is None and S != T:  # new queries after a cache: offset causal mask
+                mask = causal_mask(T, S, x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               is_causal=mask is None)  # [B, H, T, D]
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, H * D))  # [B, T, C]
+
+
+class MLP(nn.Module):
+    """SwiGLU: down_proj(silu(gate_proj(x)) * up_proj(x)), no biases."""
+
+    def __init__(self, d_model: int, d_ff: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(d_model, d_ff, bias=False)
+        self.up_proj = nn.Linear(d_model, d_ff, bias=False)
+        self.down_proj = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    """One pre-norm Qwen2 block. Usable alone (the MCTP modules run one with their own cache)."""
+
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.d_model, cfg.rms_eps)
+        self.self_attn = Attention(cfg.d_model, cfg.n_heads, cfg.n_kv_heads)
+        self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.rms_eps)
+        self.mlp = MLP(cfg.d_model, cfg.d_ff)
+
+    def forward(self, x, cos, sin, cache: KVCache | None = None, mask=None):
+        """x [B, T, C] -> [B, T, C].
+
+        cos/sin: [T, D] or [B, T, D] for the new positions (from RotaryEmbedding).
+        cache: this layer's KVCache; it is extended by the T new positions.
+        mask: bool, broadcastable to [B, H, T, S], True = may attend. None = causal: the new
+        queries see every cached key and each other up to themselves.
+        """
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+def packed_positions_and_mask(doc_ids: torch.Tensor):
+    """doc_ids [B, T] -> RoPE positions [B, T] restarting at 0 per document, and a bool
+    block-diagonal causal mask [B, 1, T, T]. A document is a maximal run of equal ids."""
+    B, T = doc_ids.shape
+    idx = torch.arange(T, device=doc_ids.device).expand(B, T)
+    new_doc = torch.ones_like(doc_ids, dtype=torch.bool)
+    new_doc[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+    doc_start = torch.where(new_doc, idx, 0).cummax(dim=1).values  # [B, T]
+    positions = idx - doc_start
+    segment = new_doc.cumsum(dim=1)  # [B, T]: run number, so repeated ids stay apart
+    same_doc = segment.unsqueeze(2) == segment.unsqueeze(1)  # [B, T, T]
+    mask = same_doc & torch.ones(T, T, dtype=torch.bool, device=doc_ids.device).tril()
+    return positions, mask.unsqueeze(1)
+
+
+class LLM(nn.Module):
+    """Qwen2 decoder-only LM. ``forward`` returns (logits, hidden after the final norm)."""
+
+    def __init__(self, cfg: LLMConfig, vocab_size: int):
+        super().__init__()
+        if cfg.d_model % cfg.n_heads != 0:
+            raise ValueError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}")
+        if cfg.n_heads % cfg.n_kv_heads != 0:
+            raise ValueError(f"n_heads {cfg.n_heads} is not divisible by n_kv_heads {cfg.n_kv_heads}")
+        if (cfg.d_model // cfg.n_heads) % 2 != 0:
+            raise ValueError(f"head_dim {cfg.d_model // cfg.n_heads} must be even for RoPE")
+        self.cfg, self.vocab_size = cfg, vocab_size
+        self.head_dim = cfg.d_model // cfg.n_heads
+        self.embed_tokens = nn.Embedding(vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model, cfg.rms_eps)
+        self.rotary_emb = RotaryEmbedding(self.head_dim, cfg.rope_theta)
+        self.lm_head = nn.Linear(cfg.d_model, vocab_size, bias=False)  # untied
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        # RMSNorm weights start at one (set in RMSNorm.__init__).
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.embed_tokens(tokens)  # [B, T] -> [B, T, C]
+
+    def new_cache(self, batch_size: int, max_len: int | None = None, device=None, dtype=None):
+        """One empty KVCache per layer (a list), max_len defaulting to cfg.max_seq_len."""
+        w = self.embed_tokens.weight
+        return [KVCache(batch_size, self.cfg.n_kv_heads, max_len or self.cfg.max_seq_len,
+                        self.head_dim, device or w.device, dtype or w.dtype)
+                for _ in self.layers]
+
+    def forward_embeds(self, x, cache: list[KVCache] | None = None, doc_ids=None):
+        """x [B, T, C] (embeddings) -> hidden [B, T, C] after the final norm."""
+        B, T, _ = x.shape
+        mask = None
+        if doc_ids is not None:
+            if cache is not None:
+                raise ValueError("doc_ids (packed training rows) cannot be used with a cache")
+            positions, mask = packed_positions_and_mask(doc_ids)  # [B, T], [B, 1, T, T]
+        else:
+            start = 0 if cache is None else cache[0].length
+            positions = torch.arange(start, start + T, device=x.device)  # [T]
+            if start > 0 and T > 1:  # catch-up chunk: build the offset mask once for all layers
+                mask = causal_mask(T, start + T, x.device)
+        cos, sin = self.rotary_emb(positions, x.dtype)  # [T, D] or [B, T, D]
+        if cache is not None and len(cache) != len(self.layers):
+            raise ValueError(f"cache has {len(cache)} layers, the model {len(self.layers)}")
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, None if cache is None else cache[i], mask)
+        return self.norm(x)
+
+    def forward(self, tokens, cache: list[KVCache] | None = None, doc_ids=None,
+                return_logits: bool = True, logits_for_last_only: bool = False):
+        """tokens [B, T] -> (logits, hidden).
+
+        logits [B, T, V] ([B, 1, V] with logits_for_last_only, None without return_logits);
+        hidden [B, T, C] is the last hidden state after the final norm.
+        cache: from new_cache(); positions continue from its length and it grows by T.
+        doc_ids [B, T] (training only, no cache): packed documents attend only within
+        themselves, causally, and their RoPE positions restart at 0 at each document.
+        """
+        hidden = self.forward_embeds(self.embed(tokens), cache, doc_ids)
+        if not return_logits:
+            return None, hidden
+        return self.lm_head(hidden[:, -1:] if logits_for_last_only else hidden), hidden
+
+    def hf_state_dict(self) -> dict:
+        """The state_dict under Hugging Face Qwen2ForCausalLM key names."""
+        return {hf_qwen2_key(k): v for k, v in self.state_dict().items()}
+
+    def hf_config(self) -> dict:
+        """The matching fields of a Hugging Face Qwen2Config."""
+        c = self.cfg
+        return dict(model_type="qwen2", architectures=["Qwen2ForCausalLM"],
+                    vocab_size=self.vocab_size, hidden_size=c.d_model, intermediate_size=c.d_ff,
+                    num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads,
+                    num_key_value_heads=c.n_kv_heads, rope_theta=c.rope_theta,
+                    rms_norm_eps=c.rms_eps, max_position_embeddings=c.max_seq_len,
+                    hidden_act="silu", tie_word_embeddings=False, initializer_range=0.02)
