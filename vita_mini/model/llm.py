@@ -222,7 +222,8 @@ class LLM(nn.Module):
         if cfg.d_model % cfg.n_heads != 0:
             raise ValueError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}")
         if cfg.n_heads % cfg.n_kv_heads != 0:
-            raise ValueError(f"n_heads {cfg.n_heads} is not divisible by n_kv_heads {cfg.n_kv_heads}")
+            raise ValueError(f"n_heads {cfg.n_heads} is not divisible by "
+                             f"n_kv_heads {cfg.n_kv_heads}")
         if (cfg.d_model // cfg.n_heads) % 2 != 0:
             raise ValueError(f"head_dim {cfg.d_model // cfg.n_heads} must be even for RoPE")
         self.cfg, self.vocab_size = cfg, vocab_size

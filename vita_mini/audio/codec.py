@@ -1,0 +1,121 @@
+"""The audio tokenizer and detokenizer, trained from scratch in stage 0.
+
+VITA-Audio uses GLM-4-Voice's tokenizer (REFERENCE.md "Backbone and tokens"): a speech encoder
+with a vector quantizer inside, trained with an ASR objective so that its tokens carry *what is
+said* ("supervised semantic tokens"), plus a separate detokenizer back to sound. Ours, at laptop
+scale:
+
+    wav -> log-mel [B, 80, 4T] -> conv encoder (stride 4) -> z [B, T, D] -> VQ -> codes [B, T]
+                                                          quantized [B, T, D]
+                                    CTC head (3-token window) <-/      \\-> conv decoder
+                                    transcript (semantic loss)          log-mel [B, 80, 4T]
+                                                                         -> Griffin-Lim -> wav
+
+With a 10 ms mel hop and downsample 4 the token rate is 25 Hz (one token per 640 samples).
+The CTC head sees only three neighbouring tokens, so the transcript has to be in the tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vita_mini.audio.conv import ResBlock, downsampler, length_mask, upsampler
+from vita_mini.audio.ctc import N_LABELS, ctc_loss
+from vita_mini.audio.features import SILENCE, LogMel, MelToWav
+from vita_mini.audio.vq import VectorQuantizer
+from vita_mini.config import AudioConfig, CodecConfig
+
+
+class AudioCodec(nn.Module):
+    def __init__(self, cfg: CodecConfig, audio: AudioConfig):
+        super().__init__()
+        self.cfg, self.audio = cfg, audio
+        C, D = cfg.channels, cfg.code_dim
+        self.samples_per_token = audio.hop_length * cfg.downsample  # 640 at 16 kHz, 25 Hz
+        self.token_hz = audio.sample_rate / self.samples_per_token
+        self.logmel = LogMel(audio)
+        self.mel_to_wav = MelToWav(audio)
+        self.encoder = nn.Sequential(downsampler(audio.n_mels, C, cfg.downsample),
+                                     *[ResBlock(C) for _ in range(cfg.n_blocks)],
+                                     nn.Conv1d(C, D, 1))
+        self.vq = VectorQuantizer(cfg.codebook_size, D, cfg.ema_decay, cfg.commitment,
+                                  cfg.dead_code_threshold)
+        self.ctc_head = nn.Sequential(nn.Conv1d(D, C, 3, padding=1), nn.GELU(),
+                                      nn.Conv1d(C, N_LABELS, 1))
+        self.decoder = nn.Sequential(nn.Conv1d(D, C, 3, padding=1),
+                                     *[ResBlock(C) for _ in range(cfg.n_blocks)],
+                                     upsampler(C, cfg.downsample),
+                                     ResBlock(C), nn.Conv1d(C, audio.n_mels, 3, padding=1))
+
+    # ---- the pieces -------------------------------------------------------------------------
+    def quantize(self, mel: torch.Tensor, n_tokens: torch.Tensor | None = None):
+        """mel [B, n_mels, 4T] -> (quantized [B, T, D], codes [B, T], commitment loss)."""
+        z = self.encoder(mel).transpose(1, 2)  # [B, D, T] -> [B, T, D]
+        mask = None if n_tokens is None else length_mask(n_tokens, z.shape[1])
+        return self.vq(z, mask)
+
+    def ctc_logits(self, quantized: torch.Tensor) -> torch.Tensor:
+        """quantized [B, T, D] -> CTC logits [B, T, N_LABELS]."""
+        return self.ctc_head(quantized.transpose(1, 2)).transpose(1, 2)
+
+    def decode_mel(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, T] or [T] -> normalized log-mel [B, n_mels, 4T] (or [n_mels, 4T])."""
+        single = codes.dim() == 1
+        vectors = self.vq.lookup(codes[None] if single else codes)  # [B, T, D]
+        mel = self.decoder(vectors.transpose(1, 2))
+        return mel[0] if single else mel
+
+    # ---- training ---------------------------------------------------------------------------
+    def training_loss(self, mel: torch.Tensor, frames: torch.Tensor, texts: list[str]) -> dict:
+        """mel [B, n_mels, F] padded with silence, F and frames multiples of downsample."""
+        n_tokens = frames // self.cfg.downsample
+        quantized, codes, commit = self.quantize(mel, n_tokens)
+        ctc = ctc_loss(self.ctc_logits(quantized), n_tokens, texts)
+        recon = self.decoder(quantized.transpose(1, 2))  # [B, n_mels, F]
+        frame_mask = length_mask(frames, mel.shape[-1])[:, None, :]  # [B, 1, F]
+        mel_l1 = (F.l1_loss(recon.float(), mel.float(), reduction="none") * frame_mask).sum() / (
+            frame_mask.sum() * mel.shape[1])
+        loss = self.cfg.mel_weight * mel_l1 + self.cfg.ctc_weight * ctc + commit
+        return {"loss": loss, "mel_l1": mel_l1.detach(), "codec_ctc": ctc.detach(),
+                "commit": commit.detach(), "codes": codes, "n_tokens": n_tokens}
+
+    # ---- the public API ---------------------------------------------------------------------
+    def pad_wav(self, wav: torch.Tensor) -> torch.Tensor:
+        """Zero-pad the last dimension to a whole number of tokens (640 samples at 25 Hz)."""
+        n = wav.shape[-1]
+        target = -(-n // self.samples_per_token) * self.samples_per_token
+        return F.pad(wav, (0, target - n))
+
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [N] (16 kHz float) -> codes LongTensor [ceil(N / 640)]."""
+        if wav.dim() != 1 or wav.numel() == 0:
+            raise ValueError(f"encode expects a non-empty 1-D waveform, got shape {tuple(wav.shape)}")
+        device = next(self.parameters()).device
+        mel = self.logmel(self.pad_wav(wav.to(device))[None])  # [1, n_mels, 4T]
+        _, codes, _ = self.quantize(mel)
+        return codes[0]
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [T] -> wav [T * 640] (16 kHz float, CPU) via the decoder and Griffin-Lim."""
+        if codes.dim() != 1 or codes.numel() == 0:
+            raise ValueError(f"decode expects a non-empty 1-D code tensor, got shape {tuple(codes.shape)}")
+        if int(codes.min()) < 0 or int(codes.max()) >= self.cfg.codebook_size:
+            raise ValueError(f"codes must lie in [0, {self.cfg.codebook_size})")
+        device = next(self.parameters()).device
+        mel = self.decode_mel(codes.to(device)).float().cpu()
+        return self.mel_to_wav.cpu()(mel)
+
+
+def pad_mels(mels: list[torch.Tensor], multiple: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of [n_mels, F_i] -> (batch [B, n_mels, F_max] padded with silence, frames [B]).
+
+    Each F_i is first cut down to a multiple of ``multiple`` (a whole number of tokens)."""
+    frames = torch.tensor([m.shape[-1] // multiple * multiple for m in mels])
+    batch = torch.full((len(mels), mels[0].shape[0], int(frames.max())), SILENCE)
+    for i, (m, n) in enumerate(zip(mels, frames.tolist())):
+        batch[i, :, :n] = m[:, :n]
+    return batch, frames

@@ -1,0 +1,122 @@
+"""The speech corpus: every speech sentence of the toy world, spoken once, cached on disk.
+
+``load_corpus(cfg)`` builds the world, speaks each sentence of the train/val/test speech splits
+with one of the synthesizer's voices (chosen by a stable hash, so all voices appear in every
+split), and stores the result under ``cfg.cache_dir`` as one ``.npz`` file (int16 audio laid end
+to end, plus offsets, texts, speakers and splits). The file name carries a hash of everything
+that shapes the audio, so changing the world or the synthesizer builds a new corpus and never
+reuses a stale one. Synthesis runs in parallel on all cores and the file is written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from vita_mini.config import Config
+from vita_mini.data.synth import SAMPLE_RATE, synthesize
+from vita_mini.data.world import World, build_world
+
+SPLITS = ("train", "val", "test")
+CORPUS_VERSION = 1  # bump when the synthesizer's sound changes
+
+
+@dataclass
+class Corpus:
+    texts: list[str]
+    speakers: np.ndarray  # [U] int
+    splits: np.ndarray  # [U] str: train / val / test
+    audio: np.ndarray  # [sum N_u] int16, utterances laid end to end
+    offsets: np.ndarray  # [U + 1] int64, utterance u is audio[offsets[u]:offsets[u + 1]]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def wav(self, u: int) -> np.ndarray:
+        """Utterance u as float32 in [-1, 1]."""
+        return self.audio[self.offsets[u]:self.offsets[u + 1]].astype(np.float32) / 32767.0
+
+    def indices(self, split: str) -> list[int]:
+        return [u for u in range(len(self)) if self.splits[u] == split]
+
+    def hours(self, split: str | None = None) -> float:
+        us = range(len(self)) if split is None else self.indices(split)
+        return sum(int(self.offsets[u + 1] - self.offsets[u]) for u in us) / SAMPLE_RATE / 3600
+
+
+def make_world(cfg: Config) -> World:
+    w = cfg.world
+    return build_world(seed=w.seed, n_people=w.n_people, n_general_sentences=w.n_general_sentences,
+                       text_only_share=w.text_only_share, max_chars=w.max_chars, n_val=w.n_val,
+                       n_test=w.n_test)
+
+
+def corpus_path(cfg: Config) -> str:
+    key = json.dumps({"world": asdict(cfg.world), "synth": asdict(cfg.synth),
+                      "version": CORPUS_VERSION}, sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    return os.path.join(cfg.cache_dir, f"corpus-{cfg.preset}-{digest}.npz")
+
+
+def _speak(job: tuple) -> np.ndarray:
+    text, speaker, synth = job
+    if synth["backend"] == "espeak":
+        from vita_mini.data.espeak import synthesize_espeak
+        wav = synthesize_espeak(text, speaker)
+    else:
+        wav = synthesize(text, speaker, char_seconds=synth["char_seconds"],
+                         lead_seconds=synth["lead_seconds"], tail_seconds=synth["tail_seconds"],
+                         snr_db=synth["snr_db"]).wav
+    return np.round(wav * 32767).astype(np.int16)
+
+
+def build_corpus(cfg: Config, log=print) -> Corpus:
+    world = make_world(cfg)
+    texts, speakers, splits = [], [], []
+    for split in SPLITS:
+        for text in world.speech_sentences[split]:
+            texts.append(text)
+            speakers.append(zlib.crc32(text.encode()) % cfg.synth.n_speakers)
+            splits.append(split)
+    jobs = [(t, s, asdict(cfg.synth)) for t, s in zip(texts, speakers)]
+    start = time.perf_counter()
+    workers = min(os.cpu_count() or 1, 8)
+    if workers > 1 and len(jobs) > 64:
+        with ProcessPoolExecutor(workers) as pool:
+            wavs = list(pool.map(_speak, jobs, chunksize=32))
+    else:
+        wavs = [_speak(j) for j in jobs]
+    offsets = np.concatenate([[0], np.cumsum([len(w) for w in wavs])]).astype(np.int64)
+    corpus = Corpus(texts, np.array(speakers), np.array(splits), np.concatenate(wavs), offsets)
+    seconds = time.perf_counter() - start
+    log(f"synthesized {len(texts)} utterances ({corpus.hours() * 60:.1f} min of audio) "
+        f"in {seconds:.1f} s on {workers} worker(s)")
+    return corpus
+
+
+def save_corpus(corpus: Corpus, path: str) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}.npz"
+    np.savez(tmp, texts=np.array(corpus.texts), speakers=corpus.speakers, splits=corpus.splits,
+             audio=corpus.audio, offsets=corpus.offsets)
+    os.replace(tmp, path)
+
+
+def load_corpus(cfg: Config, log=print) -> Corpus:
+    """The cached corpus for this config, synthesized first if it is not on disk yet."""
+    path = corpus_path(cfg)
+    if os.path.exists(path):
+        with np.load(path, allow_pickle=False) as f:
+            return Corpus([str(t) for t in f["texts"]], f["speakers"], f["splits"].astype(str),
+                          f["audio"], f["offsets"])
+    log(f"building the speech corpus (not cached yet): {path}")
+    corpus = build_corpus(cfg, log)
+    save_corpus(corpus, path)
+    return corpus
