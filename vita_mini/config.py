@@ -142,7 +142,7 @@ def _tiny() -> Config:
     cfg = Config(preset="tiny")
     cfg.world = WorldConfig(n_people=8, n_general_sentences=120, max_chars=28, n_val=16, n_test=16)
     cfg.synth = SynthConfig(n_speakers=4)
-    cfg.codec = CodecConfig(channels=48, n_blocks=1, code_dim=16, codebook_size=64)
+    cfg.codec = CodecConfig(channels=48, n_blocks=1, code_dim=16, codebook_size=64, ema_decay=0.9)
     cfg.judge = JudgeConfig(channels=48, n_blocks=2)
     cfg.stage0 = TrainConfig(steps=40, batch_size=8, lr=3e-3, eval_every=20, checkpoint_every=20,
                              log_every=5)

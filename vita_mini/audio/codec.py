@@ -47,7 +47,7 @@ class AudioCodec(nn.Module):
         self.decoder = nn.Sequential(nn.Conv1d(D, C, 3, padding=1),
                                      *[ResBlock(C) for _ in range(cfg.n_blocks)],
                                      upsampler(C, cfg.downsample),
-                                     ResBlock(C), nn.Conv1d(C, audio.n_mels, 3, padding=1))
+                                     nn.Conv1d(C, audio.n_mels, 3, padding=1))
 
     # ---- the pieces -------------------------------------------------------------------------
     def quantize(self, mel: torch.Tensor, n_tokens: torch.Tensor | None = None):

@@ -1,0 +1,71 @@
+"""Train vita-mini, one stage at a time.
+
+    python train.py --stage 0                      # audio tokenizer + judge ASR (toy preset)
+    python train.py --stage 0 --preset tiny        # the seconds-long version the tests use
+    python train.py --stage 0 codec.codebook_size=256 stage0.steps=500   # override any field
+    python train.py --stage 0 --resume             # continue an interrupted run
+
+Checkpoints, the resolved config and metrics go to runs/<preset>/stage<N>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from vita_mini.config import PRESETS, get_config
+from vita_mini.errors import VitaError
+from vita_mini.train.loop import pick_device
+from vita_mini.train.stage0 import run_stage0, stage_dir
+
+STAGES = ["0"]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", required=True, choices=STAGES, help="which stage to train")
+    parser.add_argument("--preset", default="toy", choices=list(PRESETS), help="config preset (default: toy)")
+    parser.add_argument("--device", default=None, help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
+    parser.add_argument("--run-dir", default=None, help="where checkpoints go (default: runs/<preset>)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from the stage's checkpoint")
+    group.add_argument("--restart", action="store_true", help="train from scratch, replacing the checkpoint")
+    parser.add_argument("--stop-after", type=int, default=None, metavar="N",
+                        help="stop after N steps as if interrupted (resume later with --resume)")
+    parser.add_argument("overrides", nargs="*", metavar="section.field=value",
+                        help="override any config field, e.g. codec.codebook_size=256")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = get_config(args.preset, args.overrides)
+    if args.seed is not None:
+        cfg.seed = args.seed
+    if args.run_dir is not None:
+        cfg.run_dir = args.run_dir
+    if args.device is not None:
+        cfg.device = args.device
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    device = pick_device(cfg.device)
+    print(f"vita-mini: stage {args.stage}, preset {cfg.preset}, device {device}, run {cfg.resolved_run_dir()}")
+    print(cfg.to_json())
+    checkpoint = os.path.join(stage_dir(cfg, f"stage{args.stage}"), "checkpoint.pt")
+    if os.path.exists(checkpoint) and not (args.resume or args.restart):
+        raise VitaError(f"'{checkpoint}' already exists: pass --resume to continue it or --restart "
+                        f"to train from scratch")
+    run_stage0(cfg, device, resume=args.resume, stop_after=args.stop_after)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except VitaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,236 @@
+"""One training loop for every stage.
+
+What the paper uses for all four stages (REFERENCE.md "Four training stages"): AdamW with betas
+(0.9, 0.95), a cosine schedule with 3% warmup, gradient clipping at 1.0, bf16. Here:
+
+* the stage supplies a ``StageTask``: the model, its parameter groups (with learning-rate
+  multipliers), a loss on a list of training-item indices, and a validation function;
+* batches come from ``BatchSampler``, a seeded permutation per epoch whose position is part of
+  the checkpoint, so ``--resume`` continues with exactly the batches it would have seen;
+* all training randomness (dropout, augmentation, VQ restarts) draws from torch's generator,
+  whose state is saved too: a resumed run matches an uninterrupted one step for step;
+* checkpoints are written atomically every ``checkpoint_every`` steps, at the end, and when the
+  run is interrupted (Ctrl-C): an interrupted run loses nothing, a killed one loses at most the
+  steps since its last checkpoint;
+* bf16 autocast on CUDA only (CPU and MPS train in fp32).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from vita_mini.config import Config, TrainConfig
+from vita_mini.errors import VitaError
+from vita_mini.train.checkpoint import (check_config, load_checkpoint, load_state_strict,
+                                        save_checkpoint, save_json)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' picks cuda > mps > cpu; an explicit device that is not available is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise VitaError(f"--device {name!r} is not a device name (try auto, cpu, cuda, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VitaError(f"--device {name!r}: CUDA is not available on this machine")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                     and torch.backends.mps.is_available()):
+        raise VitaError(f"--device {name!r}: MPS is not available on this machine")
+    return device
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; a no-op elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class BatchSampler:
+    """Indices 0..n-1 in a fresh seeded permutation every epoch, ``batch_size`` at a time."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if n == 0:
+            raise VitaError("the training set is empty")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch, self.position = 0, 0
+
+    def _order(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def next(self) -> list[int]:
+        batch = []
+        while len(batch) < self.batch_size:
+            if self.position >= self.n:
+                self.epoch, self.position = self.epoch + 1, 0
+            order = self._order()
+            take = min(self.batch_size - len(batch), self.n - self.position)
+            batch += order[self.position:self.position + take]
+            self.position += take
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup over warmup_share of the steps, then cosine down to min_lr_share * lr."""
+    warmup = max(1, round(cfg.warmup_share * cfg.steps))
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, cfg.steps - warmup)
+    return cfg.lr * (cfg.min_lr_share + (1 - cfg.min_lr_share) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class StageTask(Protocol):
+    """What a stage hands to the loop."""
+
+    name: str  # "stage0", "stage1", ...
+    model: torch.nn.Module  # everything whose state the checkpoint keeps
+    n_train: int  # number of training items the sampler draws from
+    config_sections: list[str]  # config sections a checkpoint of this stage must agree on
+
+    def param_groups(self) -> list[dict]: ...  # [{"params": [...], "lr_scale": 1.0, "weight_decay": ...}]
+
+    def loss(self, indices: list[int], device: torch.device) -> dict: ...  # {"loss": tensor, ...}
+
+    def evaluate(self, device: torch.device) -> dict: ...  # {metric: float}
+
+
+@dataclass
+class TrainResult:
+    step: int
+    finished: bool
+    history: list  # [{"step": ..., "loss": ..., "lr": ...}, ...] every log_every steps
+    evals: list  # [{"step": ..., metric: ...}, ...]
+
+
+def make_optimizer(task: StageTask, tcfg: TrainConfig) -> torch.optim.AdamW:
+    groups = []
+    for group in task.param_groups():
+        params = [p for p in group["params"] if p.requires_grad]
+        if params:
+            groups.append({"params": params, "lr": tcfg.lr * group.get("lr_scale", 1.0),
+                           "lr_scale": group.get("lr_scale", 1.0),
+                           "weight_decay": group.get("weight_decay", tcfg.weight_decay)})
+    return torch.optim.AdamW(groups, lr=tcfg.lr, betas=tuple(tcfg.betas),
+                             weight_decay=tcfg.weight_decay)
+
+
+def decay_groups(module: torch.nn.Module, lr_scale: float = 1.0) -> list[dict]:
+    """Weight decay on matrices and conv kernels, none on biases, norms and 1-D parameters."""
+    decay = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in module.parameters() if p.requires_grad and p.dim() < 2]
+    return [{"params": decay, "lr_scale": lr_scale},
+            {"params": no_decay, "lr_scale": lr_scale, "weight_decay": 0.0}]
+
+
+def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,
+          device: torch.device, resume: bool = False, stop_after: int | None = None,
+          log: Callable[[str], None] = print) -> TrainResult:
+    """Train ``task`` for ``tcfg.steps`` steps, checkpointing to ``checkpoint_path``.
+
+    ``stop_after``: stop after this many steps of *this* run, as if interrupted (a checkpoint is
+    written; continue later with ``resume=True``)."""
+    model = task.model.to(device)
+    optimizer = make_optimizer(task, tcfg)
+    sampler = BatchSampler(task.n_train, tcfg.batch_size, cfg.seed)
+    step, history, evals = 0, [], []
+    torch.manual_seed(cfg.seed)
+    if resume:
+        payload = load_checkpoint(checkpoint_path)
+        check_config(payload, cfg.to_dict(), task.config_sections, checkpoint_path)
+        load_state_strict(model, payload["model"], checkpoint_path)
+        try:
+            optimizer.load_state_dict(payload["optimizer"])
+        except (KeyError, ValueError) as exc:
+            raise VitaError(f"checkpoint '{checkpoint_path}' has an optimizer state that does not fit ({exc})") from None
+        sampler.load_state_dict(payload["sampler"])
+        step, history, evals = payload["step"], payload["history"], payload["evals"]
+        torch.set_rng_state(payload["rng"]["torch"])
+        if device.type == "cuda" and payload["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(payload["rng"]["cuda"])
+        log(f"resumed {task.name} from {checkpoint_path} at step {step}/{tcfg.steps}")
+
+    def save() -> None:
+        rng = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}
+        save_checkpoint(checkpoint_path, {
+            "stage": task.name, "step": step, "finished": step >= tcfg.steps,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "sampler": sampler.state_dict(), "rng": rng, "config": cfg.to_dict(),
+            "history": history, "evals": evals})
+
+    start_step, t0 = step, time.perf_counter()
+    bar = tqdm(total=tcfg.steps, initial=step, desc=task.name, dynamic_ncols=True, leave=True)
+    try:
+        while step < tcfg.steps:
+            if stop_after is not None and step - start_step >= stop_after:
+                raise KeyboardInterrupt
+            model.train()
+            lr = lr_at(step, tcfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            with autocast(device):
+                out = task.loss(sampler.next(), device)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise VitaError(f"{task.name}: loss became {loss.item()} at step {step}; "
+                                f"try a lower learning rate ({task.name}.lr=...)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            if step % tcfg.log_every == 0 or step == tcfg.steps:
+                record = {"step": step, "lr": lr, "grad_norm": float(grad_norm)}
+                record.update({k: float(v.detach()) for k, v in out.items()
+                               if torch.is_tensor(v) and v.dim() == 0})
+                history.append(record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.1e}")
+            if step % tcfg.eval_every == 0 or step == tcfg.steps:
+                model.eval()
+                with torch.no_grad(), autocast(device):
+                    metrics = {"step": step, **task.evaluate(device)}
+                evals.append(metrics)
+                bar.write(f"[{task.name} step {step}] " + "  ".join(
+                    f"{k}={v:.4g}" for k, v in metrics.items() if k != "step"))
+            if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
+                save()
+    except KeyboardInterrupt:
+        save()
+        bar.close()
+        log(f"{task.name}: stopped at step {step}/{tcfg.steps}; checkpoint saved to "
+            f"{checkpoint_path}; continue with --resume")
+        return TrainResult(step, False, history, evals)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    if step > start_step:
+        log(f"{task.name}: {step - start_step} steps in {seconds:.1f} s "
+            f"({(step - start_step) / seconds:.2f} steps/s)")
+    model.eval()
+    return TrainResult(step, True, history, evals)
+
+
+def write_config(cfg: Config, folder: str) -> None:
+    """The resolved config, saved beside the checkpoints."""
+    save_json(f"{folder}/config.json", cfg.to_dict())
+

@@ -1,0 +1,185 @@
+"""Stage 0: train the audio tokenizer (codec) and the judge ASR, from scratch.
+
+VITA-Audio starts from GLM-4-Voice's pretrained tokenizer; vita-mini has to make its own, so this
+stage comes before the paper's four. Both models read the same log-mel batches and have separate
+weights; their losses are added, which trains them side by side in one loop:
+
+    loss = codec (mel L1 + CTC on the tokens + VQ commitment) + judge (CTC on augmented log-mel)
+
+After training it reports what a tokenizer is judged by and saves it as ``metrics.json``:
+codebook usage (perplexity, share of codes used), mel reconstruction error, the codec's own CER
+(CTC head on the tokens), and the judge's CER on validation audio and on *resynthesized* audio
+(encode -> decode -> Griffin-Lim -> judge). A few original/resynthesized WAV pairs go to
+``samples/`` so you can listen to what the tokens keep.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from torch import nn
+
+from vita_mini.audio.codec import AudioCodec, pad_mels
+from vita_mini.audio.ctc import greedy_decode
+from vita_mini.audio.features import LogMel
+from vita_mini.audio.judge import JudgeASR
+from vita_mini.audio.vq import codebook_usage
+from vita_mini.audio.wav import write_wav
+from vita_mini.config import Config
+from vita_mini.data.corpus import Corpus, load_corpus
+from vita_mini.errors import VitaError
+from vita_mini.eval.metrics import cer
+from vita_mini.train.checkpoint import (check_config, load_checkpoint, load_state_strict,
+                                        save_json)
+from vita_mini.train.loop import decay_groups, train, write_config
+
+STAGE = "stage0"
+SECTIONS = ["seed", "world", "synth", "audio", "codec", "judge", "stage0"]  # must match to resume
+MODEL_SECTIONS = ["audio", "codec", "judge"]  # must match to load the trained models
+
+
+class Stage0Model(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.codec = AudioCodec(cfg.codec, cfg.audio)
+        self.judge = JudgeASR(cfg.judge, cfg.audio)
+
+
+class Stage0Task:
+    name = STAGE
+    config_sections = SECTIONS
+
+    def __init__(self, cfg: Config, corpus: Corpus):
+        self.cfg, self.corpus = cfg, corpus
+        torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
+        self.model = Stage0Model(cfg)
+        logmel = LogMel(cfg.audio)
+        with torch.no_grad():  # [n_mels, F_u] per utterance, computed once, kept on the CPU
+            self.mels = [logmel(torch.from_numpy(corpus.wav(u))[None])[0] for u in range(len(corpus))]
+        self.train_ids = corpus.indices("train")
+        self.val_ids = corpus.indices("val")
+        self.n_train = len(self.train_ids)
+
+    def param_groups(self) -> list[dict]:
+        return decay_groups(self.model)
+
+    def batch(self, utterances: list[int], device: torch.device):
+        mel, frames = pad_mels([self.mels[u] for u in utterances], self.cfg.codec.downsample)
+        return mel.to(device), frames.to(device), [self.corpus.texts[u] for u in utterances]
+
+    def loss(self, indices: list[int], device: torch.device) -> dict:
+        mel, frames, texts = self.batch([self.train_ids[i] for i in indices], device)
+        codec = self.model.codec.training_loss(mel, frames, texts)
+        judge = self.model.judge.training_loss(mel, frames, texts)
+        out = {k: v for k, v in codec.items() if k not in ("loss", "codes", "n_tokens")}
+        out.update(judge_ctc=judge["judge_ctc"], loss=codec["loss"] + judge["loss"])
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, device: torch.device, batch_size: int = 32) -> dict:
+        """Validation without Griffin-Lim: fast enough to run during training."""
+        codec, judge = self.model.codec, self.model.judge
+        refs, codec_hyps, judge_hyps, all_codes, l1_sum, l1_n = [], [], [], [], 0.0, 0
+        for start in range(0, len(self.val_ids), batch_size):
+            mel, frames, texts = self.batch(self.val_ids[start:start + batch_size], device)
+            n_tokens = frames // codec.cfg.downsample
+            quantized, codes, _ = codec.quantize(mel, n_tokens)
+            codec_hyps += greedy_decode(codec.ctc_logits(quantized), n_tokens)
+            judge_hyps += judge.transcribe_mel(mel, frames)
+            recon = codec.decode_mel(codes).float()
+            for i, n in enumerate(frames.tolist()):
+                l1_sum += (recon[i, :, :n] - mel[i, :, :n]).abs().sum().item()
+                l1_n += n * mel.shape[1]
+                all_codes.append(codes[i, :n_tokens[i]].cpu())
+            refs += texts
+        perplexity, used = codebook_usage(torch.cat(all_codes), codec.cfg.codebook_size)
+        return {"codec_cer": cer(refs, codec_hyps), "judge_cer": cer(refs, judge_hyps),
+                "mel_l1": l1_sum / l1_n, "perplexity": perplexity, "codebook_used": used}
+
+
+@torch.no_grad()
+def resynthesis_report(task: Stage0Task, device: torch.device, sample_dir: str,
+                       n_samples: int = 4) -> dict:
+    """Judge CER on encode -> decode -> Griffin-Lim audio; writes original/resynth WAV pairs."""
+    codec, judge = task.model.codec, task.model.judge
+    refs, hyps = [], []
+    start = time.perf_counter()
+    for k, u in enumerate(task.val_ids):
+        wav = torch.from_numpy(task.corpus.wav(u))
+        resynth = codec.decode(codec.encode(wav.to(device)))
+        refs.append(task.corpus.texts[u])
+        hyps.append(judge.transcribe(resynth.to(device)))
+        if k < n_samples:
+            write_wav(os.path.join(sample_dir, f"{k}_original.wav"), wav)
+            write_wav(os.path.join(sample_dir, f"{k}_resynth.wav"), resynth)
+    return {"resynth_judge_cer": cer(refs, hyps),
+            "resynth_seconds_per_utt": (time.perf_counter() - start) / max(1, len(refs)),
+            "examples": [{"text": r, "judge_on_resynth": h} for r, h in zip(refs[:n_samples], hyps)]}
+
+
+def stage_dir(cfg: Config, stage: str = STAGE) -> str:
+    return os.path.join(cfg.resolved_run_dir(), stage)
+
+
+def run_stage0(cfg: Config, device: torch.device, resume: bool = False, stop_after: int | None = None,
+               log=print) -> dict | None:
+    """Train stage 0 and write checkpoint.pt, config.json, metrics.json and samples/.
+
+    Returns the final metrics, or None when the run stopped early (``stop_after``/Ctrl-C)."""
+    folder = stage_dir(cfg)
+    checkpoint = os.path.join(folder, "checkpoint.pt")
+    t0 = time.perf_counter()
+    corpus = load_corpus(cfg, log)
+    log(f"corpus: {len(corpus.indices('train'))} train / {len(corpus.indices('val'))} val utterances, "
+        f"{corpus.hours('train') * 60:.1f} min of training speech")
+    task = Stage0Task(cfg, corpus)
+    n_codec = sum(p.numel() for p in task.model.codec.parameters())
+    n_judge = sum(p.numel() for p in task.model.judge.parameters())
+    log(f"codec: {n_codec / 1e6:.2f}M parameters, {task.model.codec.token_hz:g} tokens/s, "
+        f"{cfg.codec.codebook_size} codes; judge: {n_judge / 1e6:.2f}M parameters")
+    write_config(cfg, folder)
+    result = train(task, cfg, cfg.stage0, checkpoint, device, resume=resume, stop_after=stop_after,
+                   log=log)
+    if not result.finished:
+        return None
+    metrics = {"step": result.step, **result.evals[-1]} if result.evals else {"step": result.step}
+    metrics.update(resynthesis_report(task, device, os.path.join(folder, "samples")))
+    metrics["stage0_wall_seconds"] = time.perf_counter() - t0
+    save_json(os.path.join(folder, "metrics.json"), metrics)
+    log(format_report(metrics, cfg))
+    return metrics
+
+
+def format_report(m: dict, cfg: Config) -> str:
+    lines = ["stage 0 results (validation split):",
+             f"  codebook: perplexity {m['perplexity']:.1f} of {cfg.codec.codebook_size}, "
+             f"{m['codebook_used'] * 100:.1f}% of codes used",
+             f"  mel reconstruction L1: {m['mel_l1']:.3f} (normalized log-mel units)",
+             f"  codec CER (CTC head on tokens): {m['codec_cer'] * 100:.2f}%",
+             f"  judge CER on validation audio: {m['judge_cer'] * 100:.2f}%",
+             f"  judge CER on resynthesized audio: {m['resynth_judge_cer'] * 100:.2f}%",
+             f"  wall time (corpus, training, evaluation): {m['stage0_wall_seconds']:.0f} s"]
+    for ex in m["examples"][:2]:
+        lines.append(f"  e.g. {ex['text']!r} -> resynth -> judge -> {ex['judge_on_resynth']!r}")
+    return "\n".join(lines)
+
+
+def load_stage0(cfg: Config, device: torch.device | str = "cpu") -> tuple[AudioCodec, JudgeASR]:
+    """The trained codec and judge of this run; a clear error if stage 0 has not finished."""
+    path = os.path.join(stage_dir(cfg), "checkpoint.pt")
+    if not os.path.exists(path):
+        raise VitaError(f"no stage-0 checkpoint at '{path}'; run: python train.py --stage 0 "
+                        f"--preset {cfg.preset}")
+    payload = load_checkpoint(path)
+    if payload.get("stage") != STAGE:
+        raise VitaError(f"checkpoint '{path}' is a {payload.get('stage')} checkpoint, not stage 0")
+    if not payload.get("finished"):
+        raise VitaError(f"stage 0 in '{path}' stopped at step {payload['step']}; finish it: "
+                        f"python train.py --stage 0 --preset {cfg.preset} --resume")
+    check_config(payload, cfg.to_dict(), MODEL_SECTIONS, path)
+    model = Stage0Model(cfg)
+    load_state_strict(model, payload["model"], path)
+    model.to(device).eval()
+    return model.codec, model.judge
