@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import torch
 
+from vita_mini.cli import run_main
 from vita_mini.config import PRESETS, get_config
 from vita_mini.errors import VitaError
 from vita_mini.train.loop import pick_device
@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="stop after N steps as if interrupted (resume later with --resume)")
     parser.add_argument("overrides", nargs="*", metavar="section.field=value",
                         help="override any config field, e.g. codec.codebook_size=256")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)
 
 
 def main(argv=None) -> int:
@@ -64,8 +64,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except VitaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

@@ -81,3 +81,20 @@ def test_text_stays_ahead_can_fail():
 def test_rejects_characters_outside_the_alphabet():
     with pytest.raises(ValueError, match="not in the toy alphabet"):
         synthesize("Hello!", 0)
+
+
+@pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="espeak-ng not installed")
+def test_espeak_backend_speaks_every_voice():
+    from vita_mini.data.espeak import ESPEAK_VOICES, synthesize_espeak
+    for speaker in range(len(ESPEAK_VOICES)):
+        wav = synthesize_espeak("ana lives in rome", speaker)
+        assert wav.dtype == np.float32 and 0.5 < len(wav) / SAMPLE_RATE < 3.0
+        assert np.abs(wav).max() > 0.1
+
+
+def test_espeak_backend_missing_is_a_clear_error(monkeypatch):
+    from vita_mini.data import espeak
+    from vita_mini.errors import VitaError
+    monkeypatch.setattr(espeak.shutil, "which", lambda name: None)
+    with pytest.raises(VitaError, match="needs espeak-ng on PATH"):
+        espeak.synthesize_espeak("ana", 0)

@@ -76,7 +76,7 @@ class CodecConfig:
 class JudgeConfig:
     """The judge ASR, a small CTC recognizer over log-mel with its own weights (audio/judge.py)."""
 
-    channels: int = 192
+    channels: int = 128
     n_blocks: int = 4
     downsample: int = 2  # 50 Hz output frames
 
@@ -85,7 +85,7 @@ class JudgeConfig:
 class TrainConfig:
     """One training run of the shared loop (train/loop.py)."""
 
-    steps: int = 600
+    steps: int = 400
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.01
@@ -196,7 +196,8 @@ def _parse_value(text: str, current, name: str):
         if isinstance(current, float):
             return float(text)
     except ValueError:
-        raise VitaError(f"override {name}={text}: expected a {type(current).__name__}") from None
+        kind = "an integer" if isinstance(current, int) else "a number"
+        raise VitaError(f"override {name}={text}: expected {kind}") from None
     return text
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from vita_mini.config import Config
 from vita_mini.data.synth import SAMPLE_RATE, synthesize
 from vita_mini.data.world import World, build_world
+from vita_mini.errors import VitaError
 
 SPLITS = ("train", "val", "test")
 CORPUS_VERSION = 1  # bump when the synthesizer's sound changes
@@ -78,6 +79,12 @@ def _speak(job: tuple) -> np.ndarray:
 
 
 def build_corpus(cfg: Config, log=print) -> Corpus:
+    if cfg.synth.backend not in ("numpy", "espeak"):
+        raise VitaError(f"synth.backend={cfg.synth.backend!r}: choose numpy or espeak")
+    if cfg.synth.backend == "espeak":
+        from vita_mini.data.espeak import espeak_available
+        if not espeak_available():
+            raise VitaError("synth.backend=espeak needs espeak-ng on PATH (apt-get install espeak-ng)")
     world = make_world(cfg)
     texts, speakers, splits = [], [], []
     for split in SPLITS:
