@@ -18,10 +18,12 @@ import torch
 from vita_mini.cli import run_main
 from vita_mini.config import PRESETS, get_config
 from vita_mini.errors import VitaError
+from vita_mini.train.checkpoint import load_checkpoint
 from vita_mini.train.loop import pick_device
 from vita_mini.train.stage0 import run_stage0, stage_dir
+from vita_mini.train.stage1 import run_stage1
 
-STAGES = ["0"]
+STAGES = ["0", "1"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,8 +61,31 @@ def main(argv=None) -> int:
     if os.path.exists(checkpoint) and not (args.resume or args.restart):
         raise VitaError(f"'{checkpoint}' already exists: pass --resume to continue it or --restart "
                         f"to train from scratch")
-    run_stage0(cfg, device, resume=args.resume, stop_after=args.stop_after)
-    return 0
+    if args.stage == "1":
+        ensure_stage0(cfg, device)
+        done = run_stage1(cfg, device, resume=args.resume, stop_after=args.stop_after)
+    else:
+        done = run_stage0(cfg, device, resume=args.resume, stop_after=args.stop_after)
+    return 0 if done is not None else 1
+
+
+def stage_finished(cfg, stage: str) -> bool | None:
+    """True if finished, False if started and unfinished, None if there is no checkpoint."""
+    path = os.path.join(stage_dir(cfg, stage), "checkpoint.pt")
+    if not os.path.exists(path):
+        return None
+    return bool(load_checkpoint(path).get("finished"))
+
+
+def ensure_stage0(cfg, device) -> None:
+    """Later stages need the tokenizer: build (or finish) stage 0 first, saying so."""
+    state = stage_finished(cfg, "stage0")
+    if state:
+        return
+    print(f"stage 0 (audio tokenizer) is {'unfinished' if state is False else 'missing'} in "
+          f"{cfg.resolved_run_dir()}: training it first")
+    if run_stage0(cfg, device, resume=state is False) is None:
+        raise VitaError("stage 0 stopped before it finished; run the same command again to continue")
 
 
 if __name__ == "__main__":

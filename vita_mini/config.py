@@ -113,6 +113,16 @@ class LLMConfig:
 
 
 @dataclass
+class DataConfig:
+    """How the LLM's training samples are made (vita_mini/data/samples.py)."""
+
+    ratio: tuple = (1, 10, 4, 10)  # text/audio interleave of spoken answers (Boost's)
+    mix_asr: float = 0.4  # share of stage-1 samples that are ASR (speech in, text out)
+    mix_tts: float = 0.4  # ... TTS (text in, interleaved text + speech out)
+    mix_text: float = 0.2  # ... text only (facts and questions about the world)
+
+
+@dataclass
 class Config:
     preset: str = "toy"
     seed: int = 1234
@@ -127,6 +137,9 @@ class Config:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     stage0: TrainConfig = field(default_factory=TrainConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    stage1: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=300, batch_size=16, lr=2e-3, eval_every=100, checkpoint_every=50))
 
     def resolved_run_dir(self) -> str:
         return self.run_dir or f"runs/{self.preset}"
@@ -147,6 +160,8 @@ def _tiny() -> Config:
     cfg.stage0 = TrainConfig(steps=40, batch_size=8, lr=3e-3, eval_every=20, checkpoint_every=20,
                              log_every=5)
     cfg.llm = LLMConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_seq_len=256)
+    cfg.stage1 = TrainConfig(steps=20, batch_size=8, lr=3e-3, eval_every=10, checkpoint_every=10,
+                             log_every=5)
     return cfg
 
 
@@ -164,6 +179,8 @@ def _small() -> Config:
                              checkpoint_every=500)
     cfg.llm = LLMConfig(d_model=768, n_layers=12, n_heads=12, n_kv_heads=4, d_ff=2048,
                         max_seq_len=1024)
+    cfg.stage1 = TrainConfig(steps=8000, batch_size=64, lr=6e-4, eval_every=1000,
+                             checkpoint_every=500)
     return cfg
 
 

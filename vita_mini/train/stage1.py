@@ -1,0 +1,176 @@
+"""Stage 1: audio-text alignment. The LLM learns to read and write audio tokens.
+
+VITA-Audio's first stage (REFERENCE.md "Four training stages") trains the whole LLM, its
+embeddings grown for the audio codes, on ASR + TTS + text data. Our LLM starts from random
+weights (there is no pretrained Qwen to download), so the text data also teaches it the world.
+
+    data    the stage-0 codec turns every corpus utterance into 25 Hz codes once; samples are
+            ASR, TTS (interleaved [1, 10, 4, 10]) and text (data/samples.py), mixed by cfg.data
+    loss    next-token cross-entropy on the assistant's tokens only, over packed rows
+    report  ASR CER on test utterances, TTS judge CER (generate -> decode -> judge) on test
+            sentences, and accuracy on held-out text questions (eval/tasks.py)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from vita_mini.audio.codec import AudioCodec, pad_mels
+from vita_mini.audio.features import LogMel
+from vita_mini.config import Config
+from vita_mini.data.corpus import Corpus, load_corpus, make_world
+from vita_mini.data.samples import (IGNORE, asr_sample, mixed_order, pack, text_qa_split,
+                                    text_sample, tts_sample)
+from vita_mini.errors import VitaError
+from vita_mini.eval.tasks import asr_cer, text_qa_accuracy, tts_judge_cer
+from vita_mini.model.llm import LLM
+from vita_mini.train.checkpoint import check_config, load_checkpoint, load_state_strict, save_json
+from vita_mini.train.loop import decay_groups, train, write_config
+from vita_mini.train.stage0 import load_stage0, stage_dir
+from vita_mini.vocab import is_audio, vocab_size
+
+STAGE = "stage1"
+SECTIONS = ["seed", "world", "synth", "audio", "codec", "judge", "llm", "data", "stage1"]
+MODEL_SECTIONS = ["codec", "llm"]  # what a stage-1 LLM must agree on to be loaded
+
+
+@torch.no_grad()
+def encode_corpus(codec: AudioCodec, corpus: Corpus, batch_size: int = 32) -> list[list[int]]:
+    """25 Hz codes of every corpus utterance, batched (same result as codec.encode per utterance)."""
+    logmel = LogMel(codec.audio).to(next(codec.parameters()).device)
+    device = next(codec.parameters()).device
+    codes = []
+    for start in range(0, len(corpus), batch_size):
+        wavs = [torch.from_numpy(corpus.wav(u)) for u in range(start, min(start + batch_size, len(corpus)))]
+        mels = [logmel(codec.pad_wav(w).to(device)[None])[0].cpu() for w in wavs]
+        mel, frames = pad_mels(mels, codec.cfg.downsample)
+        n_tokens = frames // codec.cfg.downsample
+        _, batch_codes, _ = codec.quantize(mel.to(device), n_tokens.to(device))
+        codes += [batch_codes[i, :n].tolist() for i, n in enumerate(n_tokens.tolist())]
+    return codes
+
+
+def lm_loss(model: LLM, tokens, labels, doc_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean cross-entropy over labelled positions, logits)."""
+    logits, _ = model(tokens, doc_ids=doc_ids)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+    return loss, logits
+
+
+class Stage1Task:
+    name = STAGE
+    config_sections = SECTIONS
+
+    def __init__(self, cfg: Config, corpus: Corpus, codes: list[list[int]]):
+        self.cfg = cfg
+        world = make_world(cfg)
+        ratio = cfg.data.ratio
+        split = {s: corpus.indices(s) for s in ("train", "val", "test")}
+        text_train, self.text_test = text_qa_split(world, cfg.world.seed)
+        self.samples = {
+            "asr": [asr_sample(codes[u], corpus.texts[u]) for u in split["train"]],
+            "tts": [tts_sample(codes[u], corpus.texts[u], ratio) for u in split["train"]],
+            "text": [text_sample(q, a) for q, a, _ in text_train],
+        }
+        self.val_samples = ([asr_sample(codes[u], corpus.texts[u]) for u in split["val"]]
+                            + [tts_sample(codes[u], corpus.texts[u], ratio) for u in split["val"]])
+        mix = {"asr": cfg.data.mix_asr, "tts": cfg.data.mix_tts, "text": cfg.data.mix_text}
+        self.order = mixed_order(self.samples, mix, cfg.seed)
+        self.n_train = len(self.order)
+        self.test_codes = [codes[u] for u in split["test"]]
+        self.test_texts = [corpus.texts[u] for u in split["test"]]
+        torch.manual_seed(cfg.seed)
+        self.model = LLM(cfg.llm, vocab_size(cfg.codec.codebook_size))
+
+    def param_groups(self) -> list[dict]:
+        return decay_groups(self.model)
+
+    def loss(self, indices: list[int], device: torch.device) -> dict:
+        samples = [self.samples[kind][i] for kind, i in (self.order[j] for j in indices)]
+        batch = pack(samples, self.cfg.llm.max_seq_len)
+        loss, _ = lm_loss(self.model, batch.tokens.to(device), batch.labels.to(device),
+                          batch.doc_ids.to(device))
+        return {"loss": loss}
+
+    @torch.no_grad()
+    def evaluate(self, device: torch.device) -> dict:
+        """Validation loss and next-token accuracy on text and on audio targets (teacher forced)."""
+        batch = pack(self.val_samples, self.cfg.llm.max_seq_len)
+        tokens, labels = batch.tokens.to(device), batch.labels.to(device)
+        loss, logits = lm_loss(self.model, tokens, labels, batch.doc_ids.to(device))
+        right = logits.argmax(-1) == labels
+        audio = labels >= 0
+        audio &= torch.tensor([[is_audio(int(t)) for t in row] for row in labels.tolist()], device=device)
+        text = (labels >= 0) & ~audio
+        return {"val_loss": loss.item(), "val_text_acc": right[text].float().mean().item(),
+                "val_audio_acc": right[audio].float().mean().item()}
+
+
+def stage1_report(model: LLM, codec, judge, task: Stage1Task, log=print) -> dict:
+    t0 = time.perf_counter()
+    model.eval()
+    asr, asr_hyps = asr_cer(model, task.test_codes, task.test_texts)
+    tts, tts_hyps = tts_judge_cer(model, codec, judge, task.test_texts)
+    qa, answers = text_qa_accuracy(model, task.text_test)
+    return {"asr_cer": asr, "tts_judge_cer": tts, "text_qa_accuracy": qa,
+            "n_test_utterances": len(task.test_texts), "n_text_questions": len(task.text_test),
+            "report_seconds": time.perf_counter() - t0,
+            "examples": [{"text": t, "asr": a, "tts_judge": h}
+                         for t, a, h in list(zip(task.test_texts, asr_hyps, tts_hyps))[:4]]
+            + [{"question": q, "answer": a} for (q, _, _), a in list(zip(task.text_test, answers))[:3]]}
+
+
+def format_report(m: dict) -> str:
+    lines = [f"stage 1 results (test split, greedy decoding):",
+             f"  ASR CER: {m['asr_cer'] * 100:.2f}% ({m['n_test_utterances']} utterances)",
+             f"  TTS judge CER: {m['tts_judge_cer'] * 100:.2f}% (generate -> decode -> judge)",
+             f"  text QA accuracy: {m['text_qa_accuracy'] * 100:.1f}% "
+             f"({m['n_text_questions']} held-out question phrasings)",
+             f"  wall time (training and evaluation): {m['stage1_wall_seconds']:.0f} s"]
+    for ex in m["examples"][:2]:
+        lines.append(f"  e.g. {ex['text']!r}: ASR -> {ex['asr']!r}; TTS -> judge -> {ex['tts_judge']!r}")
+    return "\n".join(lines)
+
+
+def run_stage1(cfg: Config, device: torch.device, resume: bool = False, stop_after: int | None = None,
+               log=print) -> dict | None:
+    folder = stage_dir(cfg, STAGE)
+    t0 = time.perf_counter()
+    codec, judge = load_stage0(cfg, device)
+    corpus = load_corpus(cfg, log)
+    codes = encode_corpus(codec, corpus)
+    task = Stage1Task(cfg, corpus, codes)
+    log(f"LLM: {task.model.num_parameters() / 1e6:.2f}M parameters, vocabulary "
+        f"{vocab_size(cfg.codec.codebook_size)} (256 bytes + specials + {cfg.codec.codebook_size} codes); "
+        f"samples: " + ", ".join(f"{k} {len(v)}" for k, v in task.samples.items()))
+    write_config(cfg, folder)
+    result = train(task, cfg, cfg.stage1, os.path.join(folder, "checkpoint.pt"), device,
+                   resume=resume, stop_after=stop_after, log=log)
+    if not result.finished:
+        return None
+    metrics = {"step": result.step, **(result.evals[-1] if result.evals else {})}
+    metrics.update(stage1_report(task.model, codec, judge, task, log))
+    metrics["stage1_wall_seconds"] = time.perf_counter() - t0
+    save_json(os.path.join(folder, "metrics.json"), metrics)
+    log(format_report(metrics))
+    return metrics
+
+
+def load_stage1(cfg: Config, device: torch.device | str = "cpu") -> LLM:
+    """The stage-1 LLM of this run; a clear error if stage 1 has not finished."""
+    path = os.path.join(stage_dir(cfg, STAGE), "checkpoint.pt")
+    if not os.path.exists(path):
+        raise VitaError(f"no stage-1 checkpoint at '{path}'; run: python train.py --stage 1 "
+                        f"--preset {cfg.preset}")
+    payload = load_checkpoint(path)
+    if payload.get("stage") != STAGE or not payload.get("finished"):
+        raise VitaError(f"checkpoint '{path}' is not a finished stage-1 checkpoint; run: "
+                        f"python train.py --stage 1 --preset {cfg.preset} --resume")
+    check_config(payload, cfg.to_dict(), MODEL_SECTIONS, path)
+    model = LLM(cfg.llm, vocab_size(cfg.codec.codebook_size))
+    load_state_strict(model, payload["model"], path)
+    return model.to(device).eval()
