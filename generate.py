@@ -4,8 +4,12 @@
     python generate.py --task tokenize --audio ana.wav                          # wav -> audio tokens
     python generate.py --task resynth --audio ana.wav --out ana_resynth.wav     # tokens -> wav
     python generate.py --task judge --audio ana.wav                             # the judge ASR
+    python generate.py --task asr --audio ana.wav                  # the LLM transcribes (stage 1)
+    python generate.py --task tts --text "bob has a cat" --out bob.wav   # the LLM speaks (stage 1)
+    python generate.py --task text --text "where does ana live"          # the LLM answers (stage 1)
 
-``tokenize``, ``resynth`` and ``judge`` need stage 0 (python train.py --stage 0).
+``tokenize``, ``resynth`` and ``judge`` need stage 0 (python train.py --stage 0); ``asr``,
+``tts`` and ``text`` need stage 1 (python train.py --stage 1). Decoding is greedy.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from vita_mini.data.synth import SPEAKERS, synthesize
 from vita_mini.data.world import CHARSET
 from vita_mini.errors import VitaError
 from vita_mini.train.loop import pick_device
+from vita_mini.eval.tasks import answer_text, speak, transcribe
 from vita_mini.train.stage0 import load_stage0
+from vita_mini.train.stage1 import load_stage1
+from vita_mini.vocab import decode_audio, decode_text
 
-TASKS = ["speak", "tokenize", "resynth", "judge"]
+TASKS = ["speak", "tokenize", "resynth", "judge", "asr", "tts", "text"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,6 +57,8 @@ def main(argv=None) -> int:
     cfg = get_config(args.preset)
     if args.run_dir:
         cfg.run_dir = args.run_dir
+    if args.task in ("tts", "text"):
+        return run_llm_text_task(args, cfg)
     if args.task == "speak":
         text = require(args.text, "--text", args.task).strip().lower()
         out = require(args.out, "--out", args.task)
@@ -75,8 +84,32 @@ def main(argv=None) -> int:
         elif args.task == "resynth":
             write_wav(out, codec.decode(codec.encode(wav.to(device))))
             print(f"wrote {out}")
+        elif args.task == "asr":
+            model = load_stage1(cfg, device)
+            print(transcribe(model, codec.encode(wav.to(device)).tolist()))
         else:
             print(judge.transcribe(wav.to(device)))
+    return 0
+
+
+def run_llm_text_task(args, cfg) -> int:
+    text = " ".join(require(args.text, "--text", args.task).split())
+    if not text:
+        raise VitaError("--text is empty")
+    out = require(args.out, "--out", args.task) if args.task == "tts" else None
+    device = pick_device(args.device)
+    codec, _ = load_stage0(cfg, device)
+    model = load_stage1(cfg, device)
+    if args.task == "text":
+        print(answer_text(model, text))
+        return 0
+    answer = speak(model, text)
+    codes = decode_audio(answer)
+    print(f"text: {decode_text(answer)!r}; {len(codes)} audio tokens")
+    if not codes:
+        raise VitaError("the model produced no audio tokens; no file written")
+    write_wav(out, codec.decode(torch.tensor(codes)))
+    print(f"wrote {out}")
     return 0
 
 

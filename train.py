@@ -4,6 +4,7 @@
     python train.py --stage 0 --preset tiny        # the seconds-long version the tests use
     python train.py --stage 0 codec.codebook_size=256 stage0.steps=500   # override any field
     python train.py --stage 0 --resume             # continue an interrupted run
+    python train.py --stage 1 --eval               # re-evaluate a finished stage
 
 Checkpoints, the resolved config and metrics go to runs/<preset>/stage<N>/.
 """
@@ -36,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue from the stage's checkpoint")
     group.add_argument("--restart", action="store_true", help="train from scratch, replacing the checkpoint")
+    group.add_argument("--eval", action="store_true", help="only evaluate the finished stage and print its report")
     parser.add_argument("--stop-after", type=int, default=None, metavar="N",
                         help="stop after N steps as if interrupted (resume later with --resume)")
     parser.add_argument("overrides", nargs="*", metavar="section.field=value",
@@ -58,7 +60,12 @@ def main(argv=None) -> int:
     print(f"vita-mini: stage {args.stage}, preset {cfg.preset}, device {device}, run {cfg.resolved_run_dir()}")
     print(cfg.to_json())
     checkpoint = os.path.join(stage_dir(cfg, f"stage{args.stage}"), "checkpoint.pt")
-    if os.path.exists(checkpoint) and not (args.resume or args.restart):
+    if args.eval:
+        if not stage_finished(cfg, f"stage{args.stage}"):
+            raise VitaError(f"--eval needs a finished stage {args.stage} in '{checkpoint}'; "
+                            f"train it first: python train.py --stage {args.stage} --preset {cfg.preset}")
+        args.resume = True  # a finished run resumes straight into its report
+    elif os.path.exists(checkpoint) and not (args.resume or args.restart):
         raise VitaError(f"'{checkpoint}' already exists: pass --resume to continue it or --restart "
                         f"to train from scratch")
     if args.stage == "1":

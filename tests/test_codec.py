@@ -47,7 +47,7 @@ def test_training_loss_has_gradients_everywhere(codec, cfg):
     codec = AudioCodec(cfg.codec, cfg.audio).train()
     mels = [torch.randn(cfg.audio.n_mels, n) for n in (40, 57)]
     mel, frames = pad_mels(mels, 4)
-    out = codec.training_loss(mel, frames, ["ab", "cab"])
+    out = codec.training_loss(mel, frames, ["ab", "cab"], torch.tensor([0, 1]))
     out["loss"].backward()
     trained = [n for n, p in codec.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert trained == []  # encoder (via straight-through), CTC head and decoder all learn

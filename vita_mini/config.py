@@ -64,7 +64,8 @@ class CodecConfig:
     n_blocks: int = 3  # residual conv blocks in the encoder and in the decoder
     downsample: int = 4  # mel frames per token: 100 Hz / 4 = 25 Hz tokens
     code_dim: int = 64
-    codebook_size: int = 512
+    codebook_size: int = 128  # small: fewer codes per sound, tokens closer to 'semantic'
+    n_voices: int = 6  # decoder voice embeddings (>= synth.n_speakers)
     ema_decay: float = 0.99
     commitment: float = 0.25
     dead_code_threshold: float = 0.5  # EMA count below which a code is restarted
@@ -139,7 +140,7 @@ class Config:
     llm: LLMConfig = field(default_factory=LLMConfig)
     data: DataConfig = field(default_factory=DataConfig)
     stage1: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=300, batch_size=16, lr=2e-3, eval_every=100, checkpoint_every=50))
+        steps=1000, batch_size=16, lr=2e-3, eval_every=250, checkpoint_every=100))
 
     def resolved_run_dir(self) -> str:
         return self.run_dir or f"runs/{self.preset}"

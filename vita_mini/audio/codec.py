@@ -7,12 +7,16 @@ scale:
 
     wav -> log-mel [B, 80, 4T] -> conv encoder (stride 4) -> z [B, T, D] -> VQ -> codes [B, T]
                                                           quantized [B, T, D]
-                                    CTC head (3-token window) <-/      \\-> conv decoder
+                                    CTC head (3-token window) <-/      \\-> conv decoder <- voice
                                     transcript (semantic loss)          log-mel [B, 80, 4T]
                                                                          -> Griffin-Lim -> wav
 
 With a 10 ms mel hop and downsample 4 the token rate is 25 Hz (one token per 640 samples).
 The CTC head sees only three neighbouring tokens, so the transcript has to be in the tokens.
+The decoder is told the voice (a learned embedding per speaker, as GLM-4-Voice's flow-matching
+decoder is conditioned on a speaker embedding), so the tokens need not spend codes on who is
+speaking: the same words in different voices get similar tokens, which makes them far easier
+for the LLM to read and write. ``decode(codes, speaker=k)`` picks the voice.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ class AudioCodec(nn.Module):
                                   cfg.dead_code_threshold)
         self.ctc_head = nn.Sequential(nn.Conv1d(D, C, 3, padding=1), nn.GELU(),
                                       nn.Conv1d(C, N_LABELS, 1))
-        self.decoder = nn.Sequential(nn.Conv1d(D, C, 3, padding=1),
-                                     *[ResBlock(C) for _ in range(cfg.n_blocks)],
+        self.decoder_in = nn.Conv1d(D, C, 3, padding=1)
+        self.voice = nn.Embedding(cfg.n_voices, C)  # [n_voices, C], added at every frame
+        self.decoder = nn.Sequential(*[ResBlock(C) for _ in range(cfg.n_blocks)],
                                      upsampler(C, cfg.downsample),
                                      nn.Conv1d(C, audio.n_mels, 3, padding=1))
 
@@ -60,20 +65,28 @@ class AudioCodec(nn.Module):
         """quantized [B, T, D] -> CTC logits [B, T, N_LABELS]."""
         return self.ctc_head(quantized.transpose(1, 2)).transpose(1, 2)
 
-    def decode_mel(self, codes: torch.Tensor) -> torch.Tensor:
+    def decode_vectors(self, vectors: torch.Tensor, speakers: torch.Tensor) -> torch.Tensor:
+        """quantized vectors [B, T, D], speaker ids [B] -> normalized log-mel [B, n_mels, 4T]."""
+        h = self.decoder_in(vectors.transpose(1, 2)) + self.voice(speakers)[:, :, None]  # [B, C, T]
+        return self.decoder(h)
+
+    def decode_mel(self, codes: torch.Tensor, speaker: int | torch.Tensor = 0) -> torch.Tensor:
         """codes [B, T] or [T] -> normalized log-mel [B, n_mels, 4T] (or [n_mels, 4T])."""
         single = codes.dim() == 1
-        vectors = self.vq.lookup(codes[None] if single else codes)  # [B, T, D]
-        mel = self.decoder(vectors.transpose(1, 2))
+        codes = codes[None] if single else codes
+        speakers = torch.as_tensor(speaker, device=codes.device).expand(codes.shape[0])
+        mel = self.decode_vectors(self.vq.lookup(codes), speakers)
         return mel[0] if single else mel
 
     # ---- training ---------------------------------------------------------------------------
-    def training_loss(self, mel: torch.Tensor, frames: torch.Tensor, texts: list[str]) -> dict:
-        """mel [B, n_mels, F] padded with silence, F and frames multiples of downsample."""
+    def training_loss(self, mel: torch.Tensor, frames: torch.Tensor, texts: list[str],
+                      speakers: torch.Tensor) -> dict:
+        """mel [B, n_mels, F] padded with silence, F and frames multiples of downsample;
+        speakers [B] the voice of each utterance (the decoder's condition)."""
         n_tokens = frames // self.cfg.downsample
         quantized, codes, commit = self.quantize(mel, n_tokens)
         ctc = ctc_loss(self.ctc_logits(quantized), n_tokens, texts)
-        recon = self.decoder(quantized.transpose(1, 2))  # [B, n_mels, F]
+        recon = self.decode_vectors(quantized, speakers)  # [B, n_mels, F]
         frame_mask = length_mask(frames, mel.shape[-1])[:, None, :]  # [B, 1, F]
         mel_l1 = (F.l1_loss(recon.float(), mel.float(), reduction="none") * frame_mask).sum() / (
             frame_mask.sum() * mel.shape[1])
@@ -99,14 +112,16 @@ class AudioCodec(nn.Module):
         return codes[0]
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [T] -> wav [T * 640] (16 kHz float, CPU) via the decoder and Griffin-Lim."""
+    def decode(self, codes: torch.Tensor, speaker: int = 0) -> torch.Tensor:
+        """codes [T] -> wav [T * 640] (16 kHz float, CPU) in voice ``speaker``, via Griffin-Lim."""
         if codes.dim() != 1 or codes.numel() == 0:
             raise ValueError(f"decode expects a non-empty 1-D code tensor, got shape {tuple(codes.shape)}")
         if int(codes.min()) < 0 or int(codes.max()) >= self.cfg.codebook_size:
             raise ValueError(f"codes must lie in [0, {self.cfg.codebook_size})")
+        if not 0 <= speaker < self.cfg.n_voices:
+            raise ValueError(f"speaker must lie in [0, {self.cfg.n_voices})")
         device = next(self.parameters()).device
-        mel = self.decode_mel(codes.to(device)).float().cpu()
+        mel = self.decode_mel(codes.to(device), speaker).float().cpu()
         return self.mel_to_wav.cpu()(mel)
 
 

@@ -67,11 +67,13 @@ class Stage0Task:
 
     def batch(self, utterances: list[int], device: torch.device):
         mel, frames = pad_mels([self.mels[u] for u in utterances], self.cfg.codec.downsample)
-        return mel.to(device), frames.to(device), [self.corpus.texts[u] for u in utterances]
+        speakers = torch.as_tensor(self.corpus.speakers[utterances], dtype=torch.long)
+        return (mel.to(device), frames.to(device), [self.corpus.texts[u] for u in utterances],
+                speakers.to(device))
 
     def loss(self, indices: list[int], device: torch.device) -> dict:
-        mel, frames, texts = self.batch([self.train_ids[i] for i in indices], device)
-        codec = self.model.codec.training_loss(mel, frames, texts)
+        mel, frames, texts, speakers = self.batch([self.train_ids[i] for i in indices], device)
+        codec = self.model.codec.training_loss(mel, frames, texts, speakers)
         judge = self.model.judge.training_loss(mel, frames, texts)
         out = {k: v for k, v in codec.items() if k not in ("loss", "codes", "n_tokens")}
         out.update(judge_ctc=judge["judge_ctc"], loss=codec["loss"] + judge["loss"])
@@ -83,12 +85,12 @@ class Stage0Task:
         codec, judge = self.model.codec, self.model.judge
         refs, codec_hyps, judge_hyps, all_codes, l1_sum, l1_n = [], [], [], [], 0.0, 0
         for start in range(0, len(self.val_ids), batch_size):
-            mel, frames, texts = self.batch(self.val_ids[start:start + batch_size], device)
+            mel, frames, texts, speakers = self.batch(self.val_ids[start:start + batch_size], device)
             n_tokens = frames // codec.cfg.downsample
             quantized, codes, _ = codec.quantize(mel, n_tokens)
             codec_hyps += greedy_decode(codec.ctc_logits(quantized), n_tokens)
             judge_hyps += judge.transcribe_mel(mel, frames)
-            recon = codec.decode_mel(codes).float()
+            recon = codec.decode_mel(codes, speakers).float()
             for i, n in enumerate(frames.tolist()):
                 l1_sum += (recon[i, :, :n] - mel[i, :, :n]).abs().sum().item()
                 l1_n += n * mel.shape[1]
@@ -108,7 +110,7 @@ def resynthesis_report(task: Stage0Task, device: torch.device, sample_dir: str,
     start = time.perf_counter()
     for k, u in enumerate(task.val_ids):
         wav = torch.from_numpy(task.corpus.wav(u))
-        resynth = codec.decode(codec.encode(wav.to(device)))
+        resynth = codec.decode(codec.encode(wav.to(device)), int(task.corpus.speakers[u]))
         refs.append(task.corpus.texts[u])
         hyps.append(judge.transcribe(resynth.to(device)))
         if k < n_samples:
