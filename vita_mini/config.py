@@ -140,7 +140,7 @@ class Config:
     llm: LLMConfig = field(default_factory=LLMConfig)
     data: DataConfig = field(default_factory=DataConfig)
     stage1: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1000, batch_size=16, lr=2e-3, eval_every=250, checkpoint_every=100))
+        steps=1300, batch_size=16, lr=3e-3, eval_every=325, checkpoint_every=100))
 
     def resolved_run_dir(self) -> str:
         return self.run_dir or f"runs/{self.preset}"
