@@ -25,7 +25,7 @@ class WorldConfig:
 
     seed: int = 0
     n_people: int = 24  # each person has a city, a pet, a colour and a food
-    n_general_sentences: int = 1200  # template sentences, besides the facts, for ASR/TTS
+    n_general_sentences: int = 2800  # template sentences, besides the facts, for ASR/TTS
     text_only_share: float = 0.25  # people whose facts never appear in speech
     max_chars: int = 40  # longest spoken sentence, in characters
     n_val: int = 64  # utterances in the validation split
