@@ -118,3 +118,9 @@ def test_cli_error_exit_code_and_single_line(tmp_path):
                      "codec.nope=1", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
+
+
+def test_more_speakers_than_decoder_voices_is_refused(tmp_path):
+    with pytest.raises(VitaError, match="needs codec.n_voices >= 6"):
+        train.main(["--stage", "0", "--preset", "tiny", "--run-dir", str(tmp_path / "r"),
+                    f"cache_dir={tmp_path / 'c'}", "synth.n_speakers=6", "codec.n_voices=4"])

@@ -86,7 +86,7 @@ class JudgeConfig:
 class TrainConfig:
     """One training run of the shared loop (train/loop.py)."""
 
-    steps: int = 400
+    steps: int = 360
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.01
@@ -94,8 +94,8 @@ class TrainConfig:
     warmup_share: float = 0.03
     min_lr_share: float = 0.1  # cosine decays to this share of lr
     grad_clip: float = 1.0
-    eval_every: int = 200
-    checkpoint_every: int = 100
+    eval_every: int = 180
+    checkpoint_every: int = 90
     log_every: int = 10
 
 

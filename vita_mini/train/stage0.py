@@ -53,6 +53,9 @@ class Stage0Task:
 
     def __init__(self, cfg: Config, corpus: Corpus):
         self.cfg, self.corpus = cfg, corpus
+        if cfg.synth.n_speakers > cfg.codec.n_voices:
+            raise VitaError(f"synth.n_speakers={cfg.synth.n_speakers} needs codec.n_voices >= "
+                            f"{cfg.synth.n_speakers} (one decoder voice per speaker), got {cfg.codec.n_voices}")
         torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
         self.model = Stage0Model(cfg)
         logmel = LogMel(cfg.audio)
