@@ -31,7 +31,7 @@ from vita_mini.model.llm import LLM
 from vita_mini.train.checkpoint import check_config, load_checkpoint, load_state_strict, save_json
 from vita_mini.train.loop import decay_groups, train, write_config
 from vita_mini.train.stage0 import load_stage0, stage_dir
-from vita_mini.vocab import is_audio, vocab_size
+from vita_mini.vocab import AUDIO_OFFSET, vocab_size
 
 STAGE = "stage1"
 SECTIONS = ["seed", "world", "synth", "audio", "codec", "judge", "llm", "data", "stage1"]
@@ -103,14 +103,13 @@ class Stage1Task:
         tokens, labels = batch.tokens.to(device), batch.labels.to(device)
         loss, logits = lm_loss(self.model, tokens, labels, batch.doc_ids.to(device))
         right = logits.argmax(-1) == labels
-        audio = labels >= 0
-        audio &= torch.tensor([[is_audio(int(t)) for t in row] for row in labels.tolist()], device=device)
+        audio = labels >= AUDIO_OFFSET  # audio codes are the highest ids (vocab.py)
         text = (labels >= 0) & ~audio
         return {"val_loss": loss.item(), "val_text_acc": right[text].float().mean().item(),
                 "val_audio_acc": right[audio].float().mean().item()}
 
 
-def stage1_report(model: LLM, codec, judge, task: Stage1Task, log=print) -> dict:
+def stage1_report(model: LLM, codec, judge, task: Stage1Task) -> dict:
     t0 = time.perf_counter()
     model.eval()
     asr, asr_hyps = asr_cer(model, task.test_codes, task.test_texts)
@@ -125,7 +124,7 @@ def stage1_report(model: LLM, codec, judge, task: Stage1Task, log=print) -> dict
 
 
 def format_report(m: dict) -> str:
-    lines = [f"stage 1 results (test split, greedy decoding):",
+    lines = ["stage 1 results (test split, greedy decoding):",
              f"  ASR CER: {m['asr_cer'] * 100:.2f}% ({m['n_test_utterances']} utterances)",
              f"  TTS judge CER: {m['tts_judge_cer'] * 100:.2f}% (generate -> decode -> judge)",
              f"  text QA accuracy: {m['text_qa_accuracy'] * 100:.1f}% "
@@ -153,7 +152,7 @@ def run_stage1(cfg: Config, device: torch.device, resume: bool = False, stop_aft
     if not result.finished:
         return None
     metrics = {"step": result.step, **(result.evals[-1] if result.evals else {})}
-    metrics.update(stage1_report(task.model, codec, judge, task, log))
+    metrics.update(stage1_report(task.model, codec, judge, task))
     metrics["stage1_wall_seconds"] = time.perf_counter() - t0
     save_json(os.path.join(folder, "metrics.json"), metrics)
     log(format_report(metrics))
