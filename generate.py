@@ -7,14 +7,19 @@
     python generate.py --task asr --audio ana.wav                  # the LLM transcribes (stage 1)
     python generate.py --task tts --text "bob has a cat" --out bob.wav   # the LLM speaks (stage 1)
     python generate.py --task text --text "where does ana live"          # the LLM answers (stage 1)
+    python generate.py --task tts --text "bob has a cat" --out bob.wav --mode turbo   # MCTP (stage 3)
+    python generate.py --benchmark                 # speed of the four modes, random weights
+    python generate.py --benchmark --tokens 256 --json speed.json
 
 ``tokenize``, ``resynth`` and ``judge`` need stage 0 (python train.py --stage 0); ``asr``,
-``tts`` and ``text`` need stage 1 (python train.py --stage 1). Decoding is greedy.
+``tts`` and ``text`` need stage 1 (python train.py --stage 1); ``tts`` in any mode but vanilla
+needs the MCTP modules of stage 3. Decoding is greedy unless --temperature is set.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 
@@ -25,21 +30,38 @@ from vita_mini.data.synth import SPEAKERS, synthesize
 from vita_mini.data.world import CHARSET
 from vita_mini.errors import VitaError
 from vita_mini.train.loop import pick_device
-from vita_mini.eval.tasks import answer_text, speak, transcribe
+from vita_mini.eval.tasks import answer_text, transcribe
+from vita_mini.infer.benchmark import run_benchmark
+from vita_mini.infer.engine import Engine
+from vita_mini.infer.sampling import Sampling
+from vita_mini.infer.schedule import describe, parse_schedule
+from vita_mini.train.mctp_stages import load_speech_lm
 from vita_mini.train.stage0 import load_stage0
 from vita_mini.train.stage1 import load_stage1
-from vita_mini.vocab import decode_audio, decode_text
+from vita_mini.vocab import (TTS_INSTRUCTION, decode_audio, decode_text, prompt_tokens, text_ids,
+                             vocab_size)
 
 TASKS = ["speak", "tokenize", "resynth", "judge", "asr", "tts", "text"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--task", choices=TASKS)
+    parser.add_argument("--benchmark", action="store_true",
+                        help="time Vanilla/Balance/Boost/Turbo on random weights at three sizes")
+    parser.add_argument("--tokens", type=int, default=1024, help="new tokens per benchmark run")
+    parser.add_argument("--json", help="also write the benchmark rows to this JSON file")
+    parser.add_argument("--mode", default="vanilla",
+                        help="vanilla, balance, boost, turbo, or a schedule like 1,10,4,10 (task tts)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (task tts)")
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--repetition-penalty", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--text", help="text to speak (task speak)")
     parser.add_argument("--audio", help="input WAV file (tasks tokenize, resynth, judge)")
     parser.add_argument("--out", help="output WAV file (tasks speak, resynth)")
-    parser.add_argument("--speaker", type=int, default=0, help=f"voice 0..{len(SPEAKERS) - 1} (task speak)")
+    parser.add_argument("--speaker", type=int, default=0, help=f"voice 0..{len(SPEAKERS) - 1} (tasks speak and resynth)")
     parser.add_argument("--preset", default="toy", choices=list(PRESETS))
     parser.add_argument("--run-dir", default=None, help="where the checkpoints are (default: runs/<preset>)")
     parser.add_argument("--device", default="auto")
@@ -55,6 +77,13 @@ def require(value, flag: str, task: str):
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = get_config(args.preset)
+    if args.benchmark:
+        if args.tokens < 11:
+            raise VitaError(f"--tokens {args.tokens}: the benchmark needs at least 11 (one audio chunk)")
+        run_benchmark(vocab_size(cfg.codec.codebook_size), args.tokens, json_path=args.json)
+        return 0
+    if not args.task:
+        raise VitaError(f"give --task ({', '.join(TASKS)}) or --benchmark")
     if args.run_dir:
         cfg.run_dir = args.run_dir
     if args.task in ("tts", "text"):
@@ -82,7 +111,7 @@ def main(argv=None) -> int:
             print(f"{len(codes)} tokens at {codec.token_hz:g} Hz:")
             print(" ".join(map(str, codes)))
         elif args.task == "resynth":
-            write_wav(out, codec.decode(codec.encode(wav.to(device))))
+            write_wav(out, codec.decode(codec.encode(wav.to(device)), args.speaker))
             print(f"wrote {out}")
         elif args.task == "asr":
             model = load_stage1(cfg, device)
@@ -98,17 +127,26 @@ def run_llm_text_task(args, cfg) -> int:
         raise VitaError("--text is empty")
     out = require(args.out, "--out", args.task) if args.task == "tts" else None
     device = pick_device(args.device)
+    schedule = parse_schedule(args.mode)
+    sampling = Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
     codec, _ = load_stage0(cfg, device)
-    model = load_stage1(cfg, device)
     if args.task == "text":
-        print(answer_text(model, text))
+        print(answer_text(load_stage1(cfg, device), text))
         return 0
-    answer = speak(model, text)
+    if max(schedule[1::2]) > 0:
+        model, mctp = load_speech_lm(cfg, "stage3", device)
+    else:
+        model, mctp = load_stage1(cfg, device), None
+    start = time.perf_counter()
+    answer = Engine(model, mctp).generate_ids(prompt_tokens(TTS_INSTRUCTION, text_ids(text)),
+                                               model.cfg.max_seq_len, schedule, sampling)
+    seconds = time.perf_counter() - start
     codes = decode_audio(answer)
-    print(f"text: {decode_text(answer)!r}; {len(codes)} audio tokens")
+    print(f"text: {decode_text(answer)!r}; {len(codes)} audio tokens; {len(answer)} tokens in "
+          f"{seconds:.2f} s ({len(answer) / seconds:.0f} tokens/s, mode {describe(schedule)})")
     if not codes:
         raise VitaError("the model produced no audio tokens; no file written")
-    write_wav(out, codec.decode(torch.tensor(codes)))
+    write_wav(out, codec.decode(torch.tensor(codes), cfg.synth.assistant_voice))
     print(f"wrote {out}")
     return 0
 

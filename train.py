@@ -5,6 +5,10 @@
     python train.py --stage 0 codec.codebook_size=256 stage0.steps=500   # override any field
     python train.py --stage 0 --resume             # continue an interrupted run
     python train.py --stage 1 --eval               # re-evaluate a finished stage
+    python train.py --stage 3                      # builds any missing earlier stage first
+
+Stages: 0 tokenizer + judge; 1 audio-text alignment (the LLM); 2 one MCTP module; 3 ten MCTP
+modules (the LLM frozen in 2 and 3).
 
 Checkpoints, the resolved config and metrics go to runs/<preset>/stage<N>/.
 """
@@ -21,10 +25,22 @@ from vita_mini.config import PRESETS, get_config
 from vita_mini.errors import VitaError
 from vita_mini.train.checkpoint import load_checkpoint
 from vita_mini.train.loop import pick_device
+from vita_mini.train.mctp_stages import run_mctp_stage
 from vita_mini.train.stage0 import run_stage0, stage_dir
 from vita_mini.train.stage1 import run_stage1
 
-STAGES = ["0", "1"]
+STAGES = ["0", "1", "2", "3"]
+NAMES = {"0": "audio tokenizer", "1": "audio-text alignment", "2": "one MCTP module",
+         "3": "ten MCTP modules"}
+
+
+def run_stage(stage: str, cfg, device, resume: bool = False, stop_after: int | None = None):
+    """Train one stage; its metrics, or None if it stopped early."""
+    if stage == "0":
+        return run_stage0(cfg, device, resume=resume, stop_after=stop_after)
+    if stage == "1":
+        return run_stage1(cfg, device, resume=resume, stop_after=stop_after)
+    return run_mctp_stage(cfg, f"stage{stage}", device, resume=resume, stop_after=stop_after)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,11 +84,8 @@ def main(argv=None) -> int:
     elif os.path.exists(checkpoint) and not (args.resume or args.restart):
         raise VitaError(f"'{checkpoint}' already exists: pass --resume to continue it or --restart "
                         f"to train from scratch")
-    if args.stage == "1":
-        ensure_stage0(cfg, device)
-        done = run_stage1(cfg, device, resume=args.resume, stop_after=args.stop_after)
-    else:
-        done = run_stage0(cfg, device, resume=args.resume, stop_after=args.stop_after)
+    ensure_earlier_stages(cfg, device, args.stage)
+    done = run_stage(args.stage, cfg, device, resume=args.resume, stop_after=args.stop_after)
     return 0 if done is not None else 1
 
 
@@ -84,15 +97,17 @@ def stage_finished(cfg, stage: str) -> bool | None:
     return bool(load_checkpoint(path).get("finished"))
 
 
-def ensure_stage0(cfg, device) -> None:
-    """Later stages need the tokenizer: build (or finish) stage 0 first, saying so."""
-    state = stage_finished(cfg, "stage0")
-    if state:
-        return
-    print(f"stage 0 (audio tokenizer) is {'unfinished' if state is False else 'missing'} in "
-          f"{cfg.resolved_run_dir()}: training it first")
-    if run_stage0(cfg, device, resume=state is False) is None:
-        raise VitaError("stage 0 stopped before it finished; run the same command again to continue")
+def ensure_earlier_stages(cfg, device, stage: str) -> None:
+    """A stage builds on the ones before it: train (or finish) any that is missing, saying so."""
+    for earlier in STAGES[:STAGES.index(stage)]:
+        state = stage_finished(cfg, f"stage{earlier}")
+        if state:
+            continue
+        print(f"stage {earlier} ({NAMES[earlier]}) is {'unfinished' if state is False else 'missing'} "
+              f"in {cfg.resolved_run_dir()}: training it first")
+        if run_stage(earlier, cfg, device, resume=state is False) is None:
+            raise VitaError(f"stage {earlier} stopped before it finished; run the same command again "
+                            f"to continue")
 
 
 if __name__ == "__main__":

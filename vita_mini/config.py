@@ -28,6 +28,7 @@ class WorldConfig:
     n_general_sentences: int = 2800  # template sentences, besides the facts, for ASR/TTS
     text_only_share: float = 0.25  # people whose facts never appear in speech
     max_chars: int = 40  # longest spoken sentence, in characters
+    salad_share: float = 0.0  # share of general training sentences replaced by word salad
     n_val: int = 64  # utterances in the validation split
     n_test: int = 64  # utterances in the test split
 
@@ -41,6 +42,8 @@ class SynthConfig:
     tail_seconds: float = 0.15  # silence after the last character
     snr_db: float = 35.0  # background noise level
     n_speakers: int = 6  # the first n of the built-in voices
+    assistant_voice: int = 0  # the voice the model answers in (TTS targets use only this voice)
+    assistant_share: float = 0.5  # share of train/val sentences spoken by the assistant voice
     backend: str = "numpy"  # "numpy" (deterministic, built in) or "espeak" (needs espeak-ng on PATH)
 
 
@@ -66,6 +69,7 @@ class CodecConfig:
     code_dim: int = 64
     codebook_size: int = 128  # small: fewer codes per sound, tokens closer to 'semantic'
     n_voices: int = 6  # decoder voice embeddings (>= synth.n_speakers)
+    lifter: int = 20  # encoder reads log-mel smoothed to this many cepstral coefficients; 0 = off
     ema_decay: float = 0.99
     commitment: float = 0.25
     dead_code_threshold: float = 0.5  # EMA count below which a code is restarted
@@ -124,6 +128,13 @@ class DataConfig:
 
 
 @dataclass
+class MCTPConfig:
+    """The MCTP cascade (model/mctp.py): light modules that write tokens from LLM states."""
+
+    n_modules: int = 10  # stage 3's cascade (stage 2 trains one)
+
+
+@dataclass
 class Config:
     preset: str = "toy"
     seed: int = 1234
@@ -140,7 +151,12 @@ class Config:
     llm: LLMConfig = field(default_factory=LLMConfig)
     data: DataConfig = field(default_factory=DataConfig)
     stage1: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1300, batch_size=16, lr=3e-3, eval_every=325, checkpoint_every=100))
+        steps=1200, batch_size=16, lr=3e-3, eval_every=300, checkpoint_every=100))
+    mctp: MCTPConfig = field(default_factory=MCTPConfig)
+    stage2: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=300, batch_size=16, lr=1e-3, eval_every=150, checkpoint_every=100))
+    stage3: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=200, batch_size=16, lr=1e-3, eval_every=100, checkpoint_every=50))
 
     def resolved_run_dir(self) -> str:
         return self.run_dir or f"runs/{self.preset}"
@@ -163,6 +179,11 @@ def _tiny() -> Config:
     cfg.llm = LLMConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_seq_len=256)
     cfg.stage1 = TrainConfig(steps=20, batch_size=8, lr=3e-3, eval_every=10, checkpoint_every=10,
                              log_every=5)
+    cfg.mctp = MCTPConfig(n_modules=3)
+    cfg.stage2 = TrainConfig(steps=10, batch_size=8, lr=1e-3, eval_every=5, checkpoint_every=5,
+                             log_every=5)
+    cfg.stage3 = TrainConfig(steps=10, batch_size=8, lr=1e-3, eval_every=5, checkpoint_every=5,
+                             log_every=5)
     return cfg
 
 
@@ -182,6 +203,8 @@ def _small() -> Config:
                         max_seq_len=1024)
     cfg.stage1 = TrainConfig(steps=8000, batch_size=64, lr=6e-4, eval_every=1000,
                              checkpoint_every=500)
+    cfg.stage2 = TrainConfig(steps=2000, batch_size=64, lr=1e-3, eval_every=500, checkpoint_every=500)
+    cfg.stage3 = TrainConfig(steps=3000, batch_size=64, lr=1e-3, eval_every=500, checkpoint_every=500)
     return cfg
 
 

@@ -5,7 +5,7 @@ with a vector quantizer inside, trained with an ASR objective so that its tokens
 said* ("supervised semantic tokens"), plus a separate detokenizer back to sound. Ours, at laptop
 scale:
 
-    wav -> log-mel [B, 80, 4T] -> conv encoder (stride 4) -> z [B, T, D] -> VQ -> codes [B, T]
+    wav -> log-mel [B, 80, 4T] -> lifter -> conv encoder (stride 4) -> z [B, T, D] -> VQ -> codes [B, T]
                                                           quantized [B, T, D]
                                     CTC head (3-token window) <-/      \\-> conv decoder <- voice
                                     transcript (semantic loss)          log-mel [B, 80, 4T]
@@ -17,12 +17,19 @@ The decoder is told the voice (a learned embedding per speaker, as GLM-4-Voice's
 decoder is conditioned on a speaker embedding), so the tokens need not spend codes on who is
 speaking: the same words in different voices get similar tokens, which makes them far easier
 for the LLM to read and write. ``decode(codes, speaker=k)`` picks the voice.
+
+The encoder also reads a *smoothed* log-mel: each frame is projected onto its first
+``codec.lifter`` cepstral (DCT) coefficients, the classic liftering behind MFCCs. That keeps the
+spectral envelope (formants: what is said) and drops the fine ripple of the pitch harmonics (who
+says it), one more push towards tokens that are the same across voices. The decoder still
+predicts the full log-mel, harmonics included, from the tokens and the voice.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torchaudio
 from torch import nn
 
 from vita_mini.audio.conv import ResBlock, downsampler, length_mask, upsampler
@@ -40,6 +47,7 @@ class AudioCodec(nn.Module):
         self.samples_per_token = audio.hop_length * cfg.downsample  # 640 at 16 kHz, 25 Hz
         self.token_hz = audio.sample_rate / self.samples_per_token
         self.logmel = LogMel(audio)
+        self.register_buffer("smoother", envelope_projection(audio.n_mels, cfg.lifter), persistent=False)
         self.mel_to_wav = MelToWav(audio)
         self.encoder = nn.Sequential(downsampler(audio.n_mels, C, cfg.downsample),
                                      *[ResBlock(C) for _ in range(cfg.n_blocks)],
@@ -57,7 +65,8 @@ class AudioCodec(nn.Module):
     # ---- the pieces -------------------------------------------------------------------------
     def quantize(self, mel: torch.Tensor, n_tokens: torch.Tensor | None = None):
         """mel [B, n_mels, 4T] -> (quantized [B, T, D], codes [B, T], commitment loss)."""
-        z = self.encoder(mel).transpose(1, 2)  # [B, D, T] -> [B, T, D]
+        envelope = torch.einsum("mk,bkf->bmf", self.smoother, mel.float()).to(mel.dtype)
+        z = self.encoder(envelope).transpose(1, 2)  # [B, D, T] -> [B, T, D]
         mask = None if n_tokens is None else length_mask(n_tokens, z.shape[1])
         return self.vq(z, mask)
 
@@ -123,6 +132,15 @@ class AudioCodec(nn.Module):
         device = next(self.parameters()).device
         mel = self.decode_mel(codes.to(device), speaker).float().cpu()
         return self.mel_to_wav.cpu()(mel)
+
+
+def envelope_projection(n_mels: int, n_keep: int) -> torch.Tensor:
+    """[n_mels, n_mels] matrix keeping the first ``n_keep`` DCT coefficients of a log-mel frame
+    (an orthogonal projection: DCT, zero the rest, inverse DCT); the identity when n_keep is 0."""
+    if n_keep <= 0 or n_keep >= n_mels:
+        return torch.eye(n_mels)
+    dct = torchaudio.functional.create_dct(n_keep, n_mels, norm="ortho")  # [n_mels, n_keep]
+    return dct @ dct.T
 
 
 def pad_mels(mels: list[torch.Tensor], multiple: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,8 +1,7 @@
 """The speech corpus: every speech sentence of the toy world, spoken once, cached on disk.
 
 ``load_corpus(cfg)`` builds the world, speaks each sentence of the train/val/test speech splits
-with one of the synthesizer's voices (chosen by a stable hash, so all voices appear in every
-split), and stores the result under ``cfg.cache_dir`` as one ``.npz`` file (int16 audio laid end
+with one of the synthesizer's voices (chosen by a stable hash, see ``voice_of``), and stores the result under ``cfg.cache_dir`` as one ``.npz`` file (int16 audio laid end
 to end, plus offsets, texts, speakers and splits). The file name carries a hash of everything
 that shapes the audio, so changing the world or the synthesizer builds a new corpus and never
 reuses a stale one. Synthesis runs in parallel on all cores and the file is written atomically.
@@ -56,7 +55,24 @@ def make_world(cfg: Config) -> World:
     w = cfg.world
     return build_world(seed=w.seed, n_people=w.n_people, n_general_sentences=w.n_general_sentences,
                        text_only_share=w.text_only_share, max_chars=w.max_chars, n_val=w.n_val,
-                       n_test=w.n_test)
+                       n_test=w.n_test, salad_share=w.salad_share)
+
+
+def voice_of(text: str, split: str, cfg: Config) -> int:
+    """Which voice speaks a sentence: a stable hash of the text picks it.
+
+    Like a real corpus mix (a large single-speaker set for TTS beside a many-speaker set for ASR),
+    ``synth.assistant_share`` of the train and val sentences are spoken by the assistant's voice,
+    the one the model will answer in, and the rest by the other voices in equal shares. The test
+    split has every voice in equal shares, so test ASR is not tilted towards the assistant."""
+    h = zlib.crc32(text.encode())
+    n, assistant = cfg.synth.n_speakers, cfg.synth.assistant_voice
+    if split == "test" or n == 1:
+        return h % n
+    if (h % 1000) / 1000 < cfg.synth.assistant_share:
+        return assistant
+    others = [v for v in range(n) if v != assistant]
+    return others[(h // 1000) % len(others)]
 
 
 def corpus_path(cfg: Config) -> str:
@@ -67,7 +83,11 @@ def corpus_path(cfg: Config) -> str:
 
 
 def _speak(job: tuple) -> np.ndarray:
-    text, speaker, synth = job
+    return speak(*job)
+
+
+def speak(text: str, speaker: int, synth: dict) -> np.ndarray:
+    """``text`` in voice ``speaker`` as int16 audio, by the backend of ``asdict(cfg.synth)``."""
     if synth["backend"] == "espeak":
         from vita_mini.data.espeak import synthesize_espeak
         wav = synthesize_espeak(text, speaker)
@@ -85,12 +105,15 @@ def build_corpus(cfg: Config, log=print) -> Corpus:
         from vita_mini.data.espeak import espeak_available
         if not espeak_available():
             raise VitaError("synth.backend=espeak needs espeak-ng on PATH (apt-get install espeak-ng)")
+    if not 0 <= cfg.synth.assistant_voice < cfg.synth.n_speakers:
+        raise VitaError(f"synth.assistant_voice={cfg.synth.assistant_voice} must lie in "
+                        f"[0, synth.n_speakers={cfg.synth.n_speakers})")
     world = make_world(cfg)
     texts, speakers, splits = [], [], []
     for split in SPLITS:
         for text in world.speech_sentences[split]:
             texts.append(text)
-            speakers.append(zlib.crc32(text.encode()) % cfg.synth.n_speakers)
+            speakers.append(voice_of(text, split, cfg))
             splits.append(split)
     jobs = [(t, s, asdict(cfg.synth)) for t, s in zip(texts, speakers)]
     start = time.perf_counter()

@@ -9,7 +9,8 @@ in pure Python (no downloads):
 * **questions and answers** about every fact ("where does ana live" -> "ana
   lives in rome", short answer "rome");
 * **general sentences** ("the small dog runs to the park") that give the speech
-  stages (ASR: speech -> text, TTS: text -> speech) some variety;
+  stages (ASR: speech -> text, TTS: text -> speech) some variety, and optionally
+  some word salad ("pizza blue runs the") that no template predicts;
 * **speech splits**: which sentences are ever spoken aloud, as train/val/test.
 
 Every string uses only :data:`CHARSET` (lowercase letters and single spaces)
@@ -147,10 +148,30 @@ def general_sentence_space(names: list[str], max_chars: int) -> list[list[str]]:
     return space
 
 
+def word_salad(rng: random.Random, sentences: list[str], n: int, max_chars: int) -> list[str]:
+    """``n`` sentences of words drawn at random from ``sentences``' vocabulary, 3 to 6 words,
+    at most ``max_chars`` long: speech no template predicts."""
+    vocab = sorted({w for s in sentences for w in s.split()})
+    out: list[str] = []
+    while len(out) < n:
+        words = [rng.choice(vocab) for _ in range(rng.randint(3, 6))]
+        while len(" ".join(words)) > max_chars:
+            words.pop()
+        out.append(" ".join(words))
+    return out
+
+
 def build_world(seed: int = 0, n_people: int = 24, n_general_sentences: int = 1200,
                 text_only_share: float = 0.25, max_chars: int = 40,
-                n_val: int = 64, n_test: int = 64) -> World:
-    """Build the world; the same arguments always give the same world."""
+                n_val: int = 64, n_test: int = 64, salad_share: float = 0.0) -> World:
+    """Build the world; the same arguments always give the same world.
+
+    ``salad_share``: the share of the general *training* sentences replaced by word salad
+    (``word_salad``). Template sentences are so predictable that an LLM can guess much of a
+    sentence from its first words; salad makes it read the audio (ASR) and copy the text (TTS)
+    instead. Validation and test sentences are always template sentences."""
+    if not 0.0 <= salad_share < 1.0:
+        raise ValueError(f"salad_share must be in [0, 1), got {salad_share}")
     if not 1 <= n_people <= len(NAMES):
         raise ValueError(f"n_people must be in 1..{len(NAMES)} (size of the name pool), got {n_people}")
     if not 0.0 <= text_only_share <= 1.0:
@@ -208,7 +229,10 @@ def build_world(seed: int = 0, n_people: int = 24, n_general_sentences: int = 12
     val, test = held_out[:n_val], held_out[n_val:]
     held = set(held_out)
     spoken_text = [f.text for f in facts if f.spoken] + [q.question for q in qa if q.spoken]
-    train = [s for s in general if s not in held] + spoken_text
+    general_train = [s for s in general if s not in held]
+    n_salad = round(salad_share * len(general_train))
+    salad = word_salad(rng, general_train, n_salad, max_chars)
+    train = general_train[:len(general_train) - n_salad] + salad + spoken_text
     train = list(dict.fromkeys(train))  # dedupe, keep order
     rng.shuffle(train)
     return World(people, facts, qa, general, {"train": train, "val": val, "test": test})

@@ -3,7 +3,7 @@
 As in the paper (Section 5): ASR is scored by the error rate of the transcript; TTS by
 transcribing the generated speech with a separate recognizer (Whisper there, our judge here)
 and scoring it against the input text; question answering by whether the answer is right.
-All decoding here is greedy (Vanilla mode).
+All decoding here is greedy; speech can also be generated with the MCTP modules by a schedule.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from vita_mini.audio.codec import AudioCodec
 from vita_mini.audio.judge import JudgeASR
 from vita_mini.eval.metrics import cer
 from vita_mini.infer.decode import greedy_generate
+from vita_mini.infer.engine import Engine
 from vita_mini.model.llm import LLM
+from vita_mini.model.mctp import MCTP
 from vita_mini.vocab import (ASR_INSTRUCTION, TEXT_INSTRUCTION, TTS_INSTRUCTION, decode_audio,
                              decode_text, prompt_tokens, text_ids, user_audio)
 
@@ -24,10 +26,15 @@ def transcribe(model: LLM, codes) -> str:
     return decode_text(greedy_generate(model, prompt, max_new_tokens=2 * len(codes) + 8))
 
 
-def speak(model: LLM, text: str, max_new_tokens: int | None = None) -> list[int]:
-    """TTS with the LLM: the generated answer ids (interleaved text and audio)."""
+def speak(model: LLM, text: str, max_new_tokens: int | None = None, mctp: MCTP | None = None,
+          schedule="vanilla") -> list[int]:
+    """TTS with the LLM (and its MCTP modules, by ``schedule``): the generated answer ids
+    (interleaved text and audio)."""
     prompt = prompt_tokens(TTS_INSTRUCTION, text_ids(text))
-    return greedy_generate(model, prompt, max_new_tokens or model.cfg.max_seq_len - len(prompt))
+    max_new_tokens = max_new_tokens or model.cfg.max_seq_len - len(prompt)
+    if mctp is None:
+        return greedy_generate(model, prompt, max_new_tokens)
+    return Engine(model, mctp).generate_ids(prompt, max_new_tokens, schedule)
 
 
 def answer_text(model: LLM, question: str) -> str:
@@ -40,15 +47,16 @@ def asr_cer(model: LLM, codes_list, texts: list[str]) -> tuple[float, list[str]]
     return cer(texts, hyps), hyps
 
 
-def tts_judge_cer(model: LLM, codec: AudioCodec, judge: JudgeASR, texts: list[str]):
-    """Generate speech for each text, decode it to audio, let the judge transcribe it."""
+def tts_judge_cer(model: LLM, codec: AudioCodec, judge: JudgeASR, texts: list[str], voice: int = 0,
+                  mctp: MCTP | None = None, schedule="vanilla"):
+    """Generate speech for each text, decode it to audio in ``voice``, let the judge transcribe it."""
     hyps = []
     for text in texts:
-        codes = decode_audio(speak(model, text))
+        codes = decode_audio(speak(model, text, mctp=mctp, schedule=schedule))
         if not codes:
             hyps.append("")
             continue
-        wav = codec.decode(torch.tensor(codes))
+        wav = codec.decode(torch.tensor(codes), voice)
         hyps.append(judge.transcribe(wav).strip())
     return cer(texts, hyps), hyps
 

@@ -8,8 +8,9 @@ weights; their losses are added, which trains them side by side in one loop:
 
 After training it reports what a tokenizer is judged by and saves it as ``metrics.json``:
 codebook usage (perplexity, share of codes used), mel reconstruction error, the codec's own CER
-(CTC head on the tokens), and the judge's CER on validation audio and on *resynthesized* audio
-(encode -> decode -> Griffin-Lim -> judge). A few original/resynthesized WAV pairs go to
+(CTC head on the tokens), the judge's CER on validation audio and on *resynthesized* audio
+(encode -> decode -> Griffin-Lim -> judge), and how far the tokens of one sentence move when
+another voice speaks it (``voice_distance``). A few original/resynthesized WAV pairs go to
 ``samples/`` so you can listen to what the tokens keep.
 """
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import asdict
+from itertools import combinations
 
 import torch
 from torch import nn
@@ -28,9 +31,9 @@ from vita_mini.audio.judge import JudgeASR
 from vita_mini.audio.vq import codebook_usage
 from vita_mini.audio.wav import write_wav
 from vita_mini.config import Config
-from vita_mini.data.corpus import Corpus, load_corpus
+from vita_mini.data.corpus import Corpus, load_corpus, speak
 from vita_mini.errors import VitaError
-from vita_mini.eval.metrics import cer
+from vita_mini.eval.metrics import cer, edit_distance
 from vita_mini.train.checkpoint import (check_config, load_checkpoint, load_state_strict,
                                         save_json)
 from vita_mini.train.loop import decay_groups, train, write_config
@@ -124,6 +127,23 @@ def resynthesis_report(task: Stage0Task, device: torch.device, sample_dir: str,
             "examples": [{"text": r, "judge_on_resynth": h} for r, h in zip(refs[:n_samples], hyps)]}
 
 
+@torch.no_grad()
+def voice_distance(task: Stage0Task, device: torch.device, n_sentences: int = 12) -> float:
+    """How much the tokens of one sentence change with the voice that speaks it.
+
+    Each of the first ``n_sentences`` validation sentences is spoken by every voice and encoded;
+    the result is the mean, over all pairs of voices, of edit distance / longer length of the two
+    code sequences. 0 means voice-independent tokens; near 1, unrelated ones. Part of it is
+    timing, not timbre: voices speak at different rates, so their sequences differ in length."""
+    codec = task.model.codec
+    distances = []
+    for text in [task.corpus.texts[u] for u in task.val_ids[:n_sentences]]:
+        codes = [codec.encode(torch.from_numpy(speak(text, v, asdict(task.cfg.synth)) / 32767.0)
+                              .float().to(device)).tolist() for v in range(task.cfg.synth.n_speakers)]
+        distances += [edit_distance(a, b) / max(len(a), len(b)) for a, b in combinations(codes, 2)]
+    return sum(distances) / max(1, len(distances))
+
+
 def stage_dir(cfg: Config, stage: str = STAGE) -> str:
     return os.path.join(cfg.resolved_run_dir(), stage)
 
@@ -151,6 +171,7 @@ def run_stage0(cfg: Config, device: torch.device, resume: bool = False, stop_aft
         return None
     metrics = {"step": result.step, **result.evals[-1]} if result.evals else {"step": result.step}
     metrics.update(resynthesis_report(task, device, os.path.join(folder, "samples")))
+    metrics["voice_distance"] = voice_distance(task, device)
     metrics["stage0_wall_seconds"] = time.perf_counter() - t0
     save_json(os.path.join(folder, "metrics.json"), metrics)
     log(format_report(metrics, cfg))
@@ -165,6 +186,7 @@ def format_report(m: dict, cfg: Config) -> str:
              f"  codec CER (CTC head on tokens): {m['codec_cer'] * 100:.2f}%",
              f"  judge CER on validation audio: {m['judge_cer'] * 100:.2f}%",
              f"  judge CER on resynthesized audio: {m['resynth_judge_cer'] * 100:.2f}%",
+             f"  voice distance (same sentence, two voices; 0 = same tokens): {m['voice_distance']:.2f}",
              f"  wall time (corpus, training, evaluation): {m['stage0_wall_seconds']:.0f} s"]
     for ex in m["examples"][:2]:
         lines.append(f"  e.g. {ex['text']!r} -> resynth -> judge -> {ex['judge_on_resynth']!r}")

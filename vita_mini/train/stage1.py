@@ -5,7 +5,8 @@ embeddings grown for the audio codes, on ASR + TTS + text data. Our LLM starts f
 weights (there is no pretrained Qwen to download), so the text data also teaches it the world.
 
     data    the stage-0 codec turns every corpus utterance into 25 Hz codes once; samples are
-            ASR, TTS (interleaved [1, 10, 4, 10]) and text (data/samples.py), mixed by cfg.data
+            ASR (every voice), TTS (interleaved [1, 10, 4, 10], the assistant's voice only) and
+            text (data/samples.py), mixed by cfg.data
     loss    next-token cross-entropy on the assistant's tokens only, over packed rows
     report  ASR CER on test utterances, TTS judge CER (generate -> decode -> judge) on test
             sentences, and accuracy on held-out text questions (eval/tasks.py)
@@ -61,28 +62,42 @@ def lm_loss(model: LLM, tokens, labels, doc_ids) -> tuple[torch.Tensor, torch.Te
     return loss, logits
 
 
-class Stage1Task:
-    name = STAGE
-    config_sections = SECTIONS
+class AlignmentData:
+    """Stage 1's samples (also what stages 2 and 3 train the MCTP modules on)."""
 
     def __init__(self, cfg: Config, corpus: Corpus, codes: list[list[int]]):
-        self.cfg = cfg
         world = make_world(cfg)
         ratio = cfg.data.ratio
         split = {s: corpus.indices(s) for s in ("train", "val", "test")}
         text_train, self.text_test = text_qa_split(world, cfg.world.seed)
+        # the model answers in one voice, so TTS targets are the assistant voice's utterances only
+        spoken_by_assistant = {s: [u for u in split[s] if corpus.speakers[u] == cfg.synth.assistant_voice]
+                               for s in ("train", "val")}
         self.samples = {
             "asr": [asr_sample(codes[u], corpus.texts[u]) for u in split["train"]],
-            "tts": [tts_sample(codes[u], corpus.texts[u], ratio) for u in split["train"]],
+            "tts": [tts_sample(codes[u], corpus.texts[u], ratio) for u in spoken_by_assistant["train"]],
             "text": [text_sample(q, a) for q, a, _ in text_train],
         }
         self.val_samples = ([asr_sample(codes[u], corpus.texts[u]) for u in split["val"]]
-                            + [tts_sample(codes[u], corpus.texts[u], ratio) for u in split["val"]])
+                            + [tts_sample(codes[u], corpus.texts[u], ratio)
+                               for u in spoken_by_assistant["val"]])
         mix = {"asr": cfg.data.mix_asr, "tts": cfg.data.mix_tts, "text": cfg.data.mix_text}
         self.order = mixed_order(self.samples, mix, cfg.seed)
-        self.n_train = len(self.order)
         self.test_codes = [codes[u] for u in split["test"]]
         self.test_texts = [corpus.texts[u] for u in split["test"]]
+
+    def batch(self, indices: list[int], row_len: int):
+        """Training items ``indices`` packed into rows (data/samples.py ``pack``)."""
+        return pack([self.samples[kind][i] for kind, i in (self.order[j] for j in indices)], row_len)
+
+
+class Stage1Task:
+    name = STAGE
+    config_sections = SECTIONS
+
+    def __init__(self, cfg: Config, data: AlignmentData):
+        self.cfg, self.data = cfg, data
+        self.n_train = len(self.data.order)
         torch.manual_seed(cfg.seed)
         self.model = LLM(cfg.llm, vocab_size(cfg.codec.codebook_size))
 
@@ -90,8 +105,7 @@ class Stage1Task:
         return decay_groups(self.model)
 
     def loss(self, indices: list[int], device: torch.device) -> dict:
-        samples = [self.samples[kind][i] for kind, i in (self.order[j] for j in indices)]
-        batch = pack(samples, self.cfg.llm.max_seq_len)
+        batch = self.data.batch(indices, self.cfg.llm.max_seq_len)
         loss, _ = lm_loss(self.model, batch.tokens.to(device), batch.labels.to(device),
                           batch.doc_ids.to(device))
         return {"loss": loss}
@@ -99,7 +113,7 @@ class Stage1Task:
     @torch.no_grad()
     def evaluate(self, device: torch.device) -> dict:
         """Validation loss and next-token accuracy on text and on audio targets (teacher forced)."""
-        batch = pack(self.val_samples, self.cfg.llm.max_seq_len)
+        batch = pack(self.data.val_samples, self.cfg.llm.max_seq_len)
         tokens, labels = batch.tokens.to(device), batch.labels.to(device)
         loss, logits = lm_loss(self.model, tokens, labels, batch.doc_ids.to(device))
         right = logits.argmax(-1) == labels
@@ -109,18 +123,18 @@ class Stage1Task:
                 "val_audio_acc": right[audio].float().mean().item()}
 
 
-def stage1_report(model: LLM, codec, judge, task: Stage1Task) -> dict:
+def stage1_report(model: LLM, codec, judge, data: AlignmentData, voice: int) -> dict:
     t0 = time.perf_counter()
     model.eval()
-    asr, asr_hyps = asr_cer(model, task.test_codes, task.test_texts)
-    tts, tts_hyps = tts_judge_cer(model, codec, judge, task.test_texts)
-    qa, answers = text_qa_accuracy(model, task.text_test)
+    asr, asr_hyps = asr_cer(model, data.test_codes, data.test_texts)
+    tts, tts_hyps = tts_judge_cer(model, codec, judge, data.test_texts, voice)
+    qa, answers = text_qa_accuracy(model, data.text_test)
     return {"asr_cer": asr, "tts_judge_cer": tts, "text_qa_accuracy": qa,
-            "n_test_utterances": len(task.test_texts), "n_text_questions": len(task.text_test),
+            "n_test_utterances": len(data.test_texts), "n_text_questions": len(data.text_test),
             "report_seconds": time.perf_counter() - t0,
             "examples": [{"text": t, "asr": a, "tts_judge": h}
-                         for t, a, h in list(zip(task.test_texts, asr_hyps, tts_hyps))[:4]]
-            + [{"question": q, "answer": a} for (q, _, _), a in list(zip(task.text_test, answers))[:3]]}
+                         for t, a, h in list(zip(data.test_texts, asr_hyps, tts_hyps))[:4]]
+            + [{"question": q, "answer": a} for (q, _, _), a in list(zip(data.text_test, answers))[:3]]}
 
 
 def format_report(m: dict) -> str:
@@ -135,24 +149,29 @@ def format_report(m: dict) -> str:
     return "\n".join(lines)
 
 
+def prepare_data(cfg: Config, device: torch.device, log=print):
+    """(codec, judge, AlignmentData): the stage-0 models and the corpus turned into samples."""
+    codec, judge = load_stage0(cfg, device)
+    corpus = load_corpus(cfg, log)
+    return codec, judge, AlignmentData(cfg, corpus, encode_corpus(codec, corpus))
+
+
 def run_stage1(cfg: Config, device: torch.device, resume: bool = False, stop_after: int | None = None,
                log=print) -> dict | None:
     folder = stage_dir(cfg, STAGE)
     t0 = time.perf_counter()
-    codec, judge = load_stage0(cfg, device)
-    corpus = load_corpus(cfg, log)
-    codes = encode_corpus(codec, corpus)
-    task = Stage1Task(cfg, corpus, codes)
+    codec, judge, data = prepare_data(cfg, device, log)
+    task = Stage1Task(cfg, data)
     log(f"LLM: {task.model.num_parameters() / 1e6:.2f}M parameters, vocabulary "
         f"{vocab_size(cfg.codec.codebook_size)} (256 bytes + specials + {cfg.codec.codebook_size} codes); "
-        f"samples: " + ", ".join(f"{k} {len(v)}" for k, v in task.samples.items()))
+        f"samples: " + ", ".join(f"{k} {len(v)}" for k, v in task.data.samples.items()))
     write_config(cfg, folder)
     result = train(task, cfg, cfg.stage1, os.path.join(folder, "checkpoint.pt"), device,
                    resume=resume, stop_after=stop_after, log=log)
     if not result.finished:
         return None
     metrics = {"step": result.step, **(result.evals[-1] if result.evals else {})}
-    metrics.update(stage1_report(task.model, codec, judge, task))
+    metrics.update(stage1_report(task.model, codec, judge, task.data, cfg.synth.assistant_voice))
     metrics["stage1_wall_seconds"] = time.perf_counter() - t0
     save_json(os.path.join(folder, "metrics.json"), metrics)
     log(format_report(metrics))

@@ -1,0 +1,183 @@
+"""The generation engine, schedules, sampling and streaming."""
+
+import pytest
+import torch
+
+from vita_mini.config import LLMConfig
+from vita_mini.errors import VitaError
+from vita_mini.infer.decode import greedy_generate
+from vita_mini.infer.engine import Engine
+from vita_mini.infer.sampling import Sampling, choose
+from vita_mini.infer.schedule import MODES, expand, ideal_speedup, parse_schedule
+from vita_mini.infer.stream import AudioChunk, TextPiece, stream_events
+from vita_mini.model.llm import LLM
+from vita_mini.model.mctp import MCTP
+from vita_mini.vocab import AUDIO_OFFSET, BOA, END, EOA, text_ids
+
+CFG = LLMConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64, max_seq_len=128)
+V = AUDIO_OFFSET + 16
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    llm = LLM(CFG, V).eval()
+    mctp = MCTP(CFG, 10).eval()
+    with torch.no_grad():  # larger weights than the init, so that greedy picks vary
+        for p in list(llm.parameters()) + list(mctp.parameters()):
+            if p.dim() > 1:
+                p.normal_(0, 0.3)
+    return llm, mctp
+
+
+def rule(schedule, n):
+    """The schedule rule written out longhand, as REFERENCE.md states it."""
+    out, i = [], 0
+    while len(out) < n:
+        pair = min(i, len(schedule) - 2)
+        big, small = schedule[pair], schedule[pair + 1]
+        out += ["M"] * (n if big == float("inf") else int(big))
+        out += [f"m{k}" for k in range(small)]
+        i += 2
+    return out[:n]
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_named_modes_expand_by_the_rule(mode):
+    got = ["M" if s < 0 else f"m{s}" for s in expand(MODES[mode], 40)]
+    assert got == rule(MODES[mode], 40)
+
+
+def test_expansions_spelled_out():
+    def short(mode):
+        return "".join("M" if s < 0 else str(s) for s in expand(MODES[mode], 30))
+    assert short("vanilla") == "M" * 30
+    assert short("turbo") == "M0123456789M0123456789M0123456"
+    assert short("boost") == "M0123456789MMMM0123456789MMMM0"
+    assert short("balance") == "M0123MMM01234567MMMM0123456789"
+
+
+def test_schedule_parsing_and_errors():
+    assert parse_schedule("Boost") == (1, 10, 4, 10)
+    assert parse_schedule("[1, 10]") == (1, 10)
+    assert parse_schedule([2, 3]) == (2, 3)
+    assert parse_schedule("inf,0") == MODES["vanilla"]
+    for bad in ["warp", "1,10,4", "0,10", "1,-1", "inf,0,1,1", "a,b"]:
+        with pytest.raises(VitaError, match="vanilla, balance, boost, turbo"):
+            parse_schedule(bad)
+    with pytest.raises(VitaError, match="has 3 modules"):
+        parse_schedule("1,10", n_modules=3)
+
+
+def test_ideal_speedup_matches_the_paper():
+    assert ideal_speedup(MODES["turbo"], 0.11) == pytest.approx(5.24, abs=0.01)
+    assert ideal_speedup(MODES["boost"], 0.11) == pytest.approx(2.75, abs=0.01)
+    assert ideal_speedup(MODES["vanilla"], 0.11) == 1.0
+
+
+def full_forward_greedy(llm, prompt, n):
+    """Greedy decoding with no cache at all: a full forward over the whole sequence per token."""
+    ids = list(prompt)
+    for _ in range(n):
+        logits, _ = llm(torch.tensor([ids]))
+        ids.append(int(logits[0, -1].argmax()))
+    return ids[len(prompt):]
+
+
+def test_vanilla_equals_greedy_with_and_without_cache(models):
+    llm, mctp = models
+    prompt = torch.randint(0, 256, (9,)).tolist()
+    engine = Engine(llm, mctp).generate_ids(prompt, 30, "vanilla", stop=None)
+    with torch.no_grad():
+        cached = greedy_generate(llm, prompt, 30, stop=-1)
+        full = full_forward_greedy(llm, prompt, 30)
+    assert engine == cached == full
+    assert len(set(engine)) > 3  # the check means something only if the tokens vary
+
+
+class Recording(Engine):
+    def llm_logits(self):
+        logits = super().llm_logits()
+        self.log.append((-1, self.n - 1, logits.clone()))
+        return logits
+
+    def mctp_logits(self, k):
+        logits = super().mctp_logits(k)
+        self.log.append((k, self.n - 1, logits.clone()))
+        return logits
+
+
+@pytest.mark.parametrize("schedule", ["turbo", "boost", "balance", [2, 3, 1, 7]])
+def test_cached_logits_equal_a_full_recomputation(models, schedule):
+    llm, mctp = models
+    engine = Recording(llm, mctp)
+    engine.log = []
+    prompt = torch.randint(0, 256, (7,)).tolist()
+    out = engine.generate_ids(prompt, 60, schedule, stop=None)
+    ids = torch.tensor([prompt + out])
+    with torch.no_grad():
+        logits, hidden = llm(ids)
+        states = mctp(llm, ids, hidden)
+    assert {k for k, _, _ in engine.log} >= {-1, 0, 1, 2}
+    for k, q, got in engine.log:
+        want = logits[0, q] if k < 0 else llm.lm_head(states[k][0, q])
+        torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
+
+
+def test_sources_follow_the_schedule(models):
+    llm, mctp = models
+    tokens = list(Engine(llm, mctp).generate([1, 2, 3], 25, "turbo", stop=None))
+    assert [t.source for t in tokens] == expand(MODES["turbo"], 25)
+
+
+def test_mctp_schedule_without_modules_names_the_stage(models):
+    llm, _ = models
+    with pytest.raises(VitaError, match="--stage 2"):
+        Engine(llm).generate_ids([1, 2], 5, "boost")
+    assert len(Engine(llm).generate_ids([1, 2], 5, "vanilla", stop=None)) == 5
+
+
+def test_sampling():
+    logits = torch.tensor([1.0, 3.0, 2.0, -1.0])
+    assert choose(logits, Sampling()) == 1
+    assert choose(logits, Sampling(temperature=1.0, top_k=1)) == 1
+    assert choose(logits, Sampling(temperature=1.0, top_p=0.01)) == 1
+    # a penalty strong enough moves the choice off a token already seen
+    assert choose(logits, Sampling(repetition_penalty=10.0), seen=torch.tensor([1])) == 2
+    g = torch.Generator().manual_seed(0)
+    draws = {choose(logits, Sampling(temperature=5.0), generator=g) for _ in range(200)}
+    assert draws == {0, 1, 2, 3}
+    g = torch.Generator().manual_seed(0)
+    draws = {choose(logits, Sampling(temperature=5.0, top_k=2), generator=g) for _ in range(200)}
+    assert draws == {1, 2}
+    with pytest.raises(VitaError, match="top-p"):
+        Sampling(top_p=0)
+
+
+def test_sampled_generation_is_reproducible(models):
+    llm, mctp = models
+    s = Sampling(temperature=1.0, top_k=20, seed=3)
+    a = Engine(llm, mctp).generate_ids([5, 6, 7], 30, "boost", s, stop=None)
+    b = Engine(llm, mctp).generate_ids([5, 6, 7], 30, "boost", s, stop=None)
+    assert a == b
+
+
+class FakeCodec:
+    samples_per_token = 4
+
+    def decode(self, codes, voice=0):
+        return torch.repeat_interleave(codes.float(), 4)
+
+
+def test_stream_chunks_end_exactly_at_end_of_audio():
+    a = lambda *c: [AUDIO_OFFSET + x for x in c]  # noqa: E731
+    ids = (text_ids("hé") + [BOA] + a(1, 2, 3) + [EOA] + text_ids("y") + [BOA] + a(4, 5)
+           + [EOA] + [BOA] + a(6) + [END])
+    events = list(stream_events(ids, FakeCodec()))
+    chunks = [e for e in events if isinstance(e, AudioChunk)]
+    assert [c.codes for c in chunks] == [[1, 2, 3], [4, 5]]  # the unfinished third is not a chunk
+    assert "".join(e.text for e in events if isinstance(e, TextPiece)) == "héy"
+    assert chunks[0].wav.tolist() == [1.0] * 4 + [2.0] * 4 + [3.0] * 4
+    assert chunks[1].wav.tolist() == [4.0] * 4 + [5.0] * 4  # left context cut off again
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["TextPiece", "TextPiece", "AudioChunk", "TextPiece", "AudioChunk"]

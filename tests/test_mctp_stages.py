@@ -1,0 +1,71 @@
+"""Stages 2 and 3 end to end at the tiny preset, and generate.py with the modes."""
+
+import json
+
+import pytest
+import torch
+
+import generate
+import train
+from vita_mini.config import get_config
+from vita_mini.errors import VitaError
+from vita_mini.train.checkpoint import load_checkpoint
+from vita_mini.train.mctp_stages import load_speech_lm
+
+
+@pytest.fixture(scope="module")
+def stage3_run(tmp_path_factory):
+    """`train.py --stage 3` on a fresh folder: builds stages 0, 1 and 2 first."""
+    run = tmp_path_factory.mktemp("stage3")
+    common = ["--preset", "tiny", "--device", "cpu", "--run-dir", str(run / "run"),
+              f"cache_dir={run / 'cache'}"]
+    assert train.main(["--stage", "3", *common]) == 0
+    return run, common
+
+
+def test_stage3_builds_every_earlier_stage_and_reports(stage3_run):
+    run, _ = stage3_run
+    for stage in ("stage0", "stage1", "stage2", "stage3"):
+        assert load_checkpoint(str(run / "run" / stage / "checkpoint.pt"))["finished"]
+    m2 = json.loads((run / "run" / "stage2" / "metrics.json").read_text())
+    m3 = json.loads((run / "run" / "stage3" / "metrics.json").read_text())
+    assert [r["offset"] for r in m2["accuracy"]] == [1, 2]
+    assert [r["offset"] for r in m3["accuracy"]] == [1, 2, 3, 4]  # the LLM and 3 modules (tiny)
+    assert set(m3["tts_judge_cer"]) == {"vanilla", "boost", "turbo"}
+
+
+def test_stages_2_and_3_leave_the_llm_alone(stage3_run):
+    run, _ = stage3_run
+    llm1 = load_checkpoint(str(run / "run" / "stage1" / "checkpoint.pt"))["model"]
+    for stage in ("stage2", "stage3"):
+        state = load_checkpoint(str(run / "run" / stage / "checkpoint.pt"))["model"]
+        for name, tensor in llm1.items():
+            assert torch.equal(state[f"llm.{name}"], tensor), (stage, name)
+
+
+def test_loading_modules_names_the_stage_to_run(tmp_path):
+    cfg = get_config("tiny")
+    cfg.run_dir = str(tmp_path)
+    with pytest.raises(VitaError, match="--stage 3"):
+        load_speech_lm(cfg, "stage3")
+
+
+def test_generate_tts_in_every_mode(stage3_run, tmp_path, capsys):
+    run, common = stage3_run
+    flags = [f for f in common if not f.startswith("cache_dir") and f not in ("--device", "cpu")]
+    for mode in ("vanilla", "boost", "turbo", "1,3"):
+        out = tmp_path / f"{mode}.wav"
+        try:  # the tiny model, trained for seconds, may write no audio at all
+            assert generate.main(["--task", "tts", "--text", "a red cat", "--out", str(out),
+                                  "--mode", mode, *flags]) == 0
+            assert out.exists()
+        except VitaError as err:
+            assert "no audio tokens" in str(err) and not out.exists()
+        assert "tokens/s" in capsys.readouterr().out
+
+
+def test_generate_rejects_a_bad_mode(stage3_run, capsys):
+    _, common = stage3_run
+    flags = [f for f in common if not f.startswith("cache_dir") and f not in ("--device", "cpu")]
+    with pytest.raises(VitaError, match="vanilla, balance, boost, turbo"):
+        generate.main(["--task", "tts", "--text", "a cat", "--out", "x.wav", "--mode", "warp", *flags])
