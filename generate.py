@@ -35,11 +35,11 @@ from vita_mini.infer.benchmark import run_benchmark
 from vita_mini.infer.engine import Engine
 from vita_mini.infer.sampling import Sampling
 from vita_mini.infer.schedule import describe, parse_schedule
+from vita_mini.infer.stream import TextPiece, stream_events
 from vita_mini.train.mctp_stages import load_speech_lm
 from vita_mini.train.stage0 import load_stage0
 from vita_mini.train.stage1 import load_stage1
-from vita_mini.vocab import (TTS_INSTRUCTION, decode_audio, decode_text, prompt_tokens, text_ids,
-                             vocab_size)
+from vita_mini.vocab import TTS_INSTRUCTION, prompt_tokens, text_ids, vocab_size
 
 TASKS = ["speak", "tokenize", "resynth", "judge", "asr", "tts", "text"]
 
@@ -121,6 +121,13 @@ def main(argv=None) -> int:
     return 0
 
 
+def record(tokens, into: list):
+    """Pass tokens through, keeping a copy in ``into``."""
+    for token in tokens:
+        into.append(token)
+        yield token
+
+
 def run_llm_text_task(args, cfg) -> int:
     text = " ".join(require(args.text, "--text", args.task).split())
     if not text:
@@ -137,16 +144,27 @@ def run_llm_text_task(args, cfg) -> int:
         model, mctp = load_speech_lm(cfg, "stage3", device)
     else:
         model, mctp = load_stage1(cfg, device), None
+    prompt = prompt_tokens(TTS_INSTRUCTION, text_ids(text))
     start = time.perf_counter()
-    answer = Engine(model, mctp).generate_ids(prompt_tokens(TTS_INSTRUCTION, text_ids(text)),
-                                               model.cfg.max_seq_len, schedule, sampling)
+    tokens = list()  # every generated token, also while streaming
+    stream = stream_events(record(Engine(model, mctp).generate(prompt, model.cfg.max_seq_len, schedule,
+                                                              sampling), tokens),
+                           codec, cfg.synth.assistant_voice, start)
+    chunks = []
+    print("text: ", end="", flush=True)
+    for event in stream:  # text as it is written; audio decoded chunk by chunk
+        if isinstance(event, TextPiece):
+            print(event.text, end="", flush=True)
+        else:
+            chunks.append(event)
     seconds = time.perf_counter() - start
-    codes = decode_audio(answer)
-    print(f"text: {decode_text(answer)!r}; {len(codes)} audio tokens; {len(answer)} tokens in "
-          f"{seconds:.2f} s ({len(answer) / seconds:.0f} tokens/s, mode {describe(schedule)})")
-    if not codes:
+    print()
+    if not chunks:
         raise VitaError("the model produced no audio tokens; no file written")
-    write_wav(out, codec.decode(torch.tensor(codes), cfg.synth.assistant_voice))
+    print(f"{len(tokens)} tokens in {seconds:.2f} s ({len(tokens) / seconds:.0f} tokens/s, mode "
+          f"{describe(schedule)}); {len(chunks)} audio chunks, the first after "
+          f"{chunks[0].seconds * 1000:.0f} ms")
+    write_wav(out, torch.cat([c.wav for c in chunks]))
     print(f"wrote {out}")
     return 0
 

@@ -181,3 +181,18 @@ def test_stream_chunks_end_exactly_at_end_of_audio():
     assert chunks[1].wav.tolist() == [4.0] * 4 + [5.0] * 4  # left context cut off again
     kinds = [type(e).__name__ for e in events]
     assert kinds == ["TextPiece", "TextPiece", "AudioChunk", "TextPiece", "AudioChunk"]
+
+
+def test_benchmark_reports_every_mode_and_size(tmp_path):
+    from vita_mini.infer.benchmark import run_benchmark
+
+    sizes = [("a", CFG), ("b", LLMConfig(d_model=32, n_layers=3, n_heads=4, n_kv_heads=2, d_ff=64))]
+    path = tmp_path / "speed.json"
+    rows = run_benchmark(V, n_new=24, sizes=sizes, json_path=str(path), log=lambda *_: None)
+    assert [(r.size, r.mode) for r in rows] == [(s, m) for s in "ab" for m in MODES]
+    for r in rows:
+        assert r.total_s > 0 and r.first_chunk_s <= r.total_s and r.r > 0
+        assert r.tokens_per_s == pytest.approx(24 / r.total_s)
+    assert all(r.speedup == 1.0 and r.ideal_speedup == 1.0 for r in rows if r.mode == "vanilla")
+    import json
+    assert len(json.loads(path.read_text())) == 8

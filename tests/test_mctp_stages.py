@@ -30,7 +30,7 @@ def test_stage3_builds_every_earlier_stage_and_reports(stage3_run):
     m2 = json.loads((run / "run" / "stage2" / "metrics.json").read_text())
     m3 = json.loads((run / "run" / "stage3" / "metrics.json").read_text())
     assert [r["offset"] for r in m2["accuracy"]] == [1, 2]
-    assert [r["offset"] for r in m3["accuracy"]] == [1, 2, 3, 4]  # the LLM and 3 modules (tiny)
+    assert [r["offset"] for r in m3["accuracy"]] == list(range(1, 12))  # the LLM and 10 modules
     assert set(m3["tts_judge_cer"]) == {"vanilla", "boost", "turbo"}
 
 
@@ -58,10 +58,9 @@ def test_generate_tts_in_every_mode(stage3_run, tmp_path, capsys):
         try:  # the tiny model, trained for seconds, may write no audio at all
             assert generate.main(["--task", "tts", "--text", "a red cat", "--out", str(out),
                                   "--mode", mode, *flags]) == 0
-            assert out.exists()
+            assert out.exists() and "tokens/s" in capsys.readouterr().out
         except VitaError as err:
             assert "no audio tokens" in str(err) and not out.exists()
-        assert "tokens/s" in capsys.readouterr().out
 
 
 def test_generate_rejects_a_bad_mode(stage3_run, capsys):

@@ -125,6 +125,8 @@ class DataConfig:
     mix_asr: float = 0.4  # share of stage-1 samples that are ASR (speech in, text out)
     mix_tts: float = 0.4  # ... TTS (text in, interleaved text + speech out)
     mix_text: float = 0.2  # ... text only (facts and questions about the world)
+    mix_copy: float = 0.0  # ... text copy (word salad in, the same text out)
+    n_copy: int = 3000  # distinct copy samples
 
 
 @dataclass
@@ -156,7 +158,7 @@ class Config:
     stage2: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=300, batch_size=16, lr=1e-3, eval_every=150, checkpoint_every=100))
     stage3: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=200, batch_size=16, lr=1e-3, eval_every=100, checkpoint_every=50))
+        steps=150, batch_size=16, lr=1e-3, eval_every=75, checkpoint_every=50))
 
     def resolved_run_dir(self) -> str:
         return self.run_dir or f"runs/{self.preset}"
@@ -179,7 +181,6 @@ def _tiny() -> Config:
     cfg.llm = LLMConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_seq_len=256)
     cfg.stage1 = TrainConfig(steps=20, batch_size=8, lr=3e-3, eval_every=10, checkpoint_every=10,
                              log_every=5)
-    cfg.mctp = MCTPConfig(n_modules=3)
     cfg.stage2 = TrainConfig(steps=10, batch_size=8, lr=1e-3, eval_every=5, checkpoint_every=5,
                              log_every=5)
     cfg.stage3 = TrainConfig(steps=10, batch_size=8, lr=1e-3, eval_every=5, checkpoint_every=5,

@@ -37,6 +37,7 @@ AUDIO_OFFSET = N_BYTES + len(SPECIALS)  # id of audio code 0
 ASR_INSTRUCTION = "transcribe"  # user speaks, assistant writes the text
 TTS_INSTRUCTION = "read aloud"  # user writes text, assistant speaks it (interleaved text + audio)
 TEXT_INSTRUCTION = "answer"  # user writes, assistant writes
+COPY_INSTRUCTION = "repeat"  # user writes, assistant writes the same text back
 SPOKEN_ANSWER_INSTRUCTION = "answer aloud"  # assistant answers in interleaved text + audio
 
 BOOST_RATIO = (1, 10, 4, 10)  # VITA-Audio's training interleave, matched by the Boost mode

@@ -8,6 +8,11 @@ Stage 1 of VITA-Audio (audio-text alignment) trains the LLM on three kinds of da
                                                                its audio, ratio [1, 10, 4, 10]
     text  system "answer"       user: a question / "tell me about <name>"
                                                                assistant: the fact sentence(s)
+    copy  system "repeat"       user: word salad               assistant: the same text
+
+Copy samples exist because TTS answers repeat their input text (interleaved with the audio), and
+a small LLM trained on template sentences learns to write *a* likely sentence rather than *the*
+one it was given. Word salad (world.py) cannot be guessed, only copied.
 
 Text questions come in two phrasings per relation. Both are trained for half of the people;
 the other half keep their second phrasing for the test (``text_qa_test``), so text accuracy
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from vita_mini.data.world import World
-from vita_mini.vocab import (ASR_INSTRUCTION, PAD, TEXT_INSTRUCTION, TTS_INSTRUCTION, Sample,
+from vita_mini.vocab import (ASR_INSTRUCTION, COPY_INSTRUCTION, PAD, TEXT_INSTRUCTION, TTS_INSTRUCTION, Sample,
                              audio_ids, chat_tokens, interleave, text_ids, user_audio)
 
 IGNORE = -100  # label of positions that carry no loss
@@ -42,6 +47,10 @@ def tts_sample(codes, text: str, ratio) -> Sample:
 
 def text_sample(question: str, answer: str) -> Sample:
     return chat_tokens(TEXT_INSTRUCTION, text_ids(question), text_ids(answer))
+
+
+def copy_sample(text: str) -> Sample:
+    return chat_tokens(COPY_INSTRUCTION, text_ids(text), text_ids(text))
 
 
 def about_question(person: str) -> str:

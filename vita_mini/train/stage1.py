@@ -15,6 +15,7 @@ weights (there is no pretrained Qwen to download), so the text data also teaches
 from __future__ import annotations
 
 import os
+import random
 import time
 
 import torch
@@ -24,7 +25,8 @@ from vita_mini.audio.codec import AudioCodec, pad_mels
 from vita_mini.audio.features import LogMel
 from vita_mini.config import Config
 from vita_mini.data.corpus import Corpus, load_corpus, make_world
-from vita_mini.data.samples import (IGNORE, asr_sample, mixed_order, pack, text_qa_split,
+from vita_mini.data.world import word_salad
+from vita_mini.data.samples import (IGNORE, asr_sample, copy_sample, mixed_order, pack, text_qa_split,
                                     text_sample, tts_sample)
 from vita_mini.errors import VitaError
 from vita_mini.eval.tasks import asr_cer, text_qa_accuracy, tts_judge_cer
@@ -77,11 +79,15 @@ class AlignmentData:
             "asr": [asr_sample(codes[u], corpus.texts[u]) for u in split["train"]],
             "tts": [tts_sample(codes[u], corpus.texts[u], ratio) for u in spoken_by_assistant["train"]],
             "text": [text_sample(q, a) for q, a, _ in text_train],
+            "copy": [copy_sample(t) for t in word_salad(random.Random(cfg.seed), world.speech_sentences["train"],
+                                                         cfg.data.n_copy, cfg.world.max_chars)]
+            if cfg.data.mix_copy > 0 else [],
         }
         self.val_samples = ([asr_sample(codes[u], corpus.texts[u]) for u in split["val"]]
                             + [tts_sample(codes[u], corpus.texts[u], ratio)
                                for u in spoken_by_assistant["val"]])
-        mix = {"asr": cfg.data.mix_asr, "tts": cfg.data.mix_tts, "text": cfg.data.mix_text}
+        mix = {"asr": cfg.data.mix_asr, "tts": cfg.data.mix_tts, "text": cfg.data.mix_text,
+               "copy": cfg.data.mix_copy}
         self.order = mixed_order(self.samples, mix, cfg.seed)
         self.test_codes = [codes[u] for u in split["test"]]
         self.test_texts = [corpus.texts[u] for u in split["test"]]
