@@ -103,6 +103,8 @@ def main(argv=None) -> int:
 
     wav = load_audio(require(args.audio, "--audio", args.task), cfg.audio.sample_rate)
     out = require(args.out, "--out", args.task) if args.task == "resynth" else None
+    if args.task == "resynth" and not 0 <= args.speaker < cfg.codec.n_voices:
+        raise VitaError(f"--speaker {args.speaker}: the decoder knows voices 0..{cfg.codec.n_voices - 1}")
     device = pick_device(args.device)
     codec, judge = load_stage0(cfg, device)
     with torch.no_grad():
@@ -146,7 +148,7 @@ def run_llm_text_task(args, cfg) -> int:
         model, mctp = load_stage1(cfg, device), None
     prompt = prompt_tokens(TTS_INSTRUCTION, text_ids(text))
     start = time.perf_counter()
-    tokens = list()  # every generated token, also while streaming
+    tokens = []  # every generated token, also while streaming
     stream = stream_events(record(Engine(model, mctp).generate(prompt, model.cfg.max_seq_len, schedule,
                                                               sampling), tokens),
                            codec, cfg.synth.assistant_voice, start)

@@ -31,7 +31,8 @@ def test_stage3_builds_every_earlier_stage_and_reports(stage3_run):
     m3 = json.loads((run / "run" / "stage3" / "metrics.json").read_text())
     assert [r["offset"] for r in m2["accuracy"]] == [1, 2]
     assert [r["offset"] for r in m3["accuracy"]] == list(range(1, 12))  # the LLM and 10 modules
-    assert set(m3["tts_judge_cer"]) == {"vanilla", "boost", "turbo"}
+    assert set(m3["tts"]) == {"vanilla", "boost", "turbo"}
+    assert set(m3["tts"]["boost"]) == {"judge_cer", "copy_cer", "self_cer"}
 
 
 def test_stages_2_and_3_leave_the_llm_alone(stage3_run):

@@ -93,3 +93,15 @@ def test_stage0_end_to_end_writes_everything(tiny_cfg):
     tiny_cfg.codec.codebook_size = 32
     with pytest.raises(VitaError, match="codec.codebook_size: 64 -> 32"):
         load_stage0(tiny_cfg)
+
+
+def test_a_field_added_after_the_checkpoint_counts_as_its_default():
+    from vita_mini.config import get_config
+    from vita_mini.train.checkpoint import config_differences
+
+    now = get_config("toy").to_dict()
+    saved = get_config("toy").to_dict()
+    del saved["data"]["mix_copy"]  # a checkpoint from before the field existed
+    assert config_differences(saved, now, ["data"]) == []
+    now["data"]["mix_copy"] = 0.2
+    assert config_differences(saved, now, ["data"]) == ["data.mix_copy: 0.0 -> 0.2"]

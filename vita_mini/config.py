@@ -44,6 +44,7 @@ class SynthConfig:
     n_speakers: int = 6  # the first n of the built-in voices
     assistant_voice: int = 0  # the voice the model answers in (TTS targets use only this voice)
     assistant_share: float = 0.5  # share of train/val sentences spoken by the assistant voice
+    assistant_copies: bool = True  # also speak every other train/val sentence in that voice
     backend: str = "numpy"  # "numpy" (deterministic, built in) or "espeak" (needs espeak-ng on PATH)
 
 
@@ -156,9 +157,9 @@ class Config:
         steps=1200, batch_size=16, lr=3e-3, eval_every=300, checkpoint_every=100))
     mctp: MCTPConfig = field(default_factory=MCTPConfig)
     stage2: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=300, batch_size=16, lr=1e-3, eval_every=150, checkpoint_every=100))
+        steps=800, batch_size=16, lr=1e-3, eval_every=400, checkpoint_every=100))
     stage3: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=150, batch_size=16, lr=1e-3, eval_every=75, checkpoint_every=50))
+        steps=120, batch_size=16, lr=1e-3, eval_every=60, checkpoint_every=40))
 
     def resolved_run_dir(self) -> str:
         return self.run_dir or f"runs/{self.preset}"

@@ -112,9 +112,13 @@ def build_corpus(cfg: Config, log=print) -> Corpus:
     texts, speakers, splits = [], [], []
     for split in SPLITS:
         for text in world.speech_sentences[split]:
-            texts.append(text)
-            speakers.append(voice_of(text, split, cfg))
-            splits.append(split)
+            voices = [voice_of(text, split, cfg)]
+            if cfg.synth.assistant_copies and split != "test" and voices[0] != cfg.synth.assistant_voice:
+                voices.append(cfg.synth.assistant_voice)  # a second take, in the assistant's voice
+            for voice in voices:
+                texts.append(text)
+                speakers.append(voice)
+                splits.append(split)
     jobs = [(t, s, asdict(cfg.synth)) for t, s in zip(texts, speakers)]
     start = time.perf_counter()
     workers = min(os.cpu_count() or 1, 8)

@@ -48,17 +48,21 @@ def asr_cer(model: LLM, codes_list, texts: list[str]) -> tuple[float, list[str]]
 
 
 def tts_judge_cer(model: LLM, codec: AudioCodec, judge: JudgeASR, texts: list[str], voice: int = 0,
-                  mctp: MCTP | None = None, schedule="vanilla"):
-    """Generate speech for each text, decode it to audio in ``voice``, let the judge transcribe it."""
-    hyps = []
+                  mctp: MCTP | None = None, schedule="vanilla") -> dict:
+    """Generate speech for each text, decode it to audio in ``voice``, let the judge transcribe it.
+
+    Returns ``judge_cer`` (what the judge hears against the input text: the paper's TTS metric)
+    and its two parts: ``copy_cer``, the text the model wrote in its interleaved answer against
+    the input (did it read the right sentence?), and ``self_cer``, what the judge hears against
+    that written text (does the audio say what the model wrote?); plus ``heard`` and ``written``."""
+    heard, written = [], []
     for text in texts:
-        codes = decode_audio(speak(model, text, mctp=mctp, schedule=schedule))
-        if not codes:
-            hyps.append("")
-            continue
-        wav = codec.decode(torch.tensor(codes), voice)
-        hyps.append(judge.transcribe(wav).strip())
-    return cer(texts, hyps), hyps
+        answer = speak(model, text, mctp=mctp, schedule=schedule)
+        codes = decode_audio(answer)
+        written.append(decode_text(answer).strip())
+        heard.append(judge.transcribe(codec.decode(torch.tensor(codes), voice)).strip() if codes else "")
+    return {"judge_cer": cer(texts, heard), "copy_cer": cer(texts, written),
+            "self_cer": cer(written, heard), "heard": heard, "written": written}
 
 
 def text_qa_accuracy(model: LLM, pairs) -> tuple[float, list[str]]:

@@ -15,6 +15,7 @@ import os
 
 import torch
 
+from vita_mini.config import Config
 from vita_mini.errors import VitaError
 
 
@@ -61,13 +62,17 @@ def load_checkpoint(path: str) -> dict:
 
 
 def config_differences(saved: dict, current: dict, sections: list[str]) -> list[str]:
-    """Fields of the given config sections whose values differ, as 'section.field: saved -> now'."""
+    """Fields of the given config sections whose values differ, as 'section.field: saved -> now'.
+
+    A field the saved config does not have (one added to vita-mini after the checkpoint was
+    made) counts as saved with its dataclass default: behaviour that did not exist yet was off."""
+    defaults = Config().to_dict()
     diffs = []
     for section in sections:
         a, b = saved.get(section), current.get(section)
         if isinstance(a, dict) and isinstance(b, dict):
             for key in sorted(set(a) | set(b)):
-                va, vb = a.get(key), b.get(key)
+                va, vb = a.get(key, defaults.get(section, {}).get(key)), b.get(key)
                 if isinstance(va, (list, tuple)) and isinstance(vb, (list, tuple)):
                     va, vb = list(va), list(vb)
                 if va != vb:

@@ -162,11 +162,11 @@ def run_mctp_stage(cfg: Config, stage: str, device: torch.device, resume: bool =
     metrics["train_seconds"] = time.perf_counter() - t0
     metrics["accuracy"] = module_accuracy(llm, task.model.mctp, batch)
     if stage == "stage3":
-        metrics["tts_judge_cer"] = {}
+        metrics["tts"] = {}
         for mode in ("vanilla", "boost", "turbo"):
-            metrics["tts_judge_cer"][mode], _ = tts_judge_cer(
-                llm, codec, judge, data.test_texts, cfg.synth.assistant_voice,
-                mctp=task.model.mctp, schedule=mode)
+            tts = tts_judge_cer(llm, codec, judge, data.test_texts, cfg.synth.assistant_voice,
+                                mctp=task.model.mctp, schedule=mode)
+            metrics["tts"][mode] = {k: tts[k] for k in ("judge_cer", "copy_cer", "self_cer")}
     metrics["wall_seconds"] = time.perf_counter() - t0
     save_json(os.path.join(folder, "metrics.json"), metrics)
     log(format_report(stage, metrics))
@@ -176,10 +176,13 @@ def run_mctp_stage(cfg: Config, stage: str, device: torch.device, resume: bool =
 def format_report(stage: str, m: dict) -> str:
     lines = [f"{stage} results: teacher-forced top-1 accuracy on validation samples "
              f"(p = the LLM state a prediction starts from)", format_accuracy(m["accuracy"])]
-    if "tts_judge_cer" in m:
-        lines.append("  TTS judge CER on the test sentences, same prompts, by mode: " + ", ".join(
-            f"{mode} {v * 100:.1f}%" for mode, v in m["tts_judge_cer"].items()))
-    lines.append(f"  wall time: {m['wall_seconds']:.0f} s (training {m['train_seconds']:.0f} s)")
+    if "tts" in m:
+        lines.append("  TTS of the test sentences, same prompts, CER of: what the judge hears vs the "
+                     "input | the text the model wrote vs the input | what the judge hears vs that text")
+        for mode, v in m["tts"].items():
+            lines.append(f"    {mode:<8} {v['judge_cer'] * 100:5.1f}% | {v['copy_cer'] * 100:5.1f}% | "
+                         f"{v['self_cer'] * 100:5.1f}%")
+    lines.append(f"  wall time: {m['wall_seconds']:.0f} s (data and training {m['train_seconds']:.0f} s)")
     return "\n".join(lines)
 
 

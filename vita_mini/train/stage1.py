@@ -133,9 +133,11 @@ def stage1_report(model: LLM, codec, judge, data: AlignmentData, voice: int) -> 
     t0 = time.perf_counter()
     model.eval()
     asr, asr_hyps = asr_cer(model, data.test_codes, data.test_texts)
-    tts, tts_hyps = tts_judge_cer(model, codec, judge, data.test_texts, voice)
+    tts = tts_judge_cer(model, codec, judge, data.test_texts, voice)
+    tts_hyps = tts["heard"]
     qa, answers = text_qa_accuracy(model, data.text_test)
-    return {"asr_cer": asr, "tts_judge_cer": tts, "text_qa_accuracy": qa,
+    return {"asr_cer": asr, "tts_judge_cer": tts["judge_cer"], "tts_copy_cer": tts["copy_cer"],
+            "tts_self_cer": tts["self_cer"], "text_qa_accuracy": qa,
             "n_test_utterances": len(data.test_texts), "n_text_questions": len(data.text_test),
             "report_seconds": time.perf_counter() - t0,
             "examples": [{"text": t, "asr": a, "tts_judge": h}
@@ -147,6 +149,8 @@ def format_report(m: dict) -> str:
     lines = ["stage 1 results (test split, greedy decoding):",
              f"  ASR CER: {m['asr_cer'] * 100:.2f}% ({m['n_test_utterances']} utterances)",
              f"  TTS judge CER: {m['tts_judge_cer'] * 100:.2f}% (generate -> decode -> judge)",
+             f"    of which: text written vs input {m['tts_copy_cer'] * 100:.2f}% CER, "
+             f"judge vs text written {m['tts_self_cer'] * 100:.2f}% CER",
              f"  text QA accuracy: {m['text_qa_accuracy'] * 100:.1f}% "
              f"({m['n_text_questions']} held-out question phrasings)",
              f"  wall time (training and evaluation): {m['stage1_wall_seconds']:.0f} s"]
