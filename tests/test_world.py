@@ -122,3 +122,28 @@ def test_small_preset_builds():
     w = build_world(n_people=64, n_general_sentences=8000, max_chars=60)
     assert len(w.general_sentences) == 8000 and len(w.facts) == 256
     assert len(w.text_only_people) == 16
+
+
+def test_corpus_gives_every_training_sentence_an_assistant_take(tiny_cfg):
+    from vita_mini.data.corpus import load_corpus
+
+    corpus = load_corpus(tiny_cfg, log=lambda *_: None)
+    a = tiny_cfg.synth.assistant_voice
+    for split in ("train", "val"):
+        texts = {corpus.texts[u] for u in corpus.indices(split)}
+        by_assistant = {corpus.texts[u] for u in corpus.indices(split) if corpus.speakers[u] == a}
+        assert by_assistant == texts  # every sentence has an assistant-voice take
+    voices = {int(corpus.speakers[u]) for u in corpus.indices("train")}
+    assert voices == set(range(tiny_cfg.synth.n_speakers))  # and the others speak too
+    test = [corpus.texts[u] for u in corpus.indices("test")]
+    assert len(test) == len(set(test))  # one take per test sentence, any voice
+    assert len({int(corpus.speakers[u]) for u in corpus.indices("test")}) > 1
+
+
+def test_word_salad_is_in_the_alphabet_and_fits():
+    import random
+
+    from vita_mini.data.world import is_speakable, word_salad
+
+    salad = word_salad(random.Random(0), ["the red cat runs", "ana lives in rome"], 50, 20)
+    assert len(salad) == 50 and all(is_speakable(s) and len(s) <= 20 for s in salad)
