@@ -34,6 +34,7 @@ from vita_mini.infer.engine import Engine
 from vita_mini.infer.schedule import MODES, ideal_speedup
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
+from vita_mini.train.checkpoint import save_json
 from vita_mini.vocab import BOOST_RATIO
 
 # (name, config): the toy LLM, a 12-layer and a 24-layer model; head_dim 64 from 512 on
@@ -125,7 +126,6 @@ def run_benchmark(vocab: int, n_new: int = 1024, sizes=None, json_path: str | No
         log("\n".join(table if i == 0 else table[2:]))  # the header once, then rows as they come
         rows += new
     if json_path:
-        from vita_mini.train.checkpoint import save_json
         save_json(json_path, [asdict(x) for x in rows])
         log(f"wrote {json_path}")
     return rows

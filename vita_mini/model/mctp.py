@@ -88,7 +88,7 @@ class MCTP(nn.Module):
 
     # ---- training: every module over whole sequences, teacher forced -------------------------
     def forward(self, llm: LLM, tokens: torch.Tensor, llm_hidden: torch.Tensor,
-                doc_ids: torch.Tensor | None = None, n_modules: int | None = None) -> list[torch.Tensor]:
+                doc_ids: torch.Tensor | None = None) -> list[torch.Tensor]:
         """tokens [B, T] and the LLM's hidden states [B, T, C] -> [h^0, h^1, ...], each [B, T, C].
 
         Module k at position q reads x_q and h^{k-1}_{q-1}; at the first position of a row or of
@@ -106,7 +106,7 @@ class MCTP(nn.Module):
         cos, sin = llm.rotary_emb(positions, embeds.dtype)
         keep = (~starts).unsqueeze(-1).to(embeds.dtype)  # [B, T, 1]
         outputs, prev = [], llm_hidden
-        for module in self.mods[:n_modules]:
+        for module in self.mods:
             shifted = F.pad(prev[:, :-1], (0, 0, 1, 0)) * keep  # [B, T, C]: h_{q-1}, 0 at starts
             prev = module(llm, embeds, shifted, cos, sin, mask=mask)
             outputs.append(prev)

@@ -90,6 +90,19 @@ def check_config(payload: dict, current: dict, sections: list[str], path: str) -
                         f"{'; '.join(diffs[:3])}{more}")
 
 
+def load_finished(path: str, stage: str, current: dict, sections: list[str], why: str = "") -> dict:
+    """The payload of a finished ``stage`` checkpoint ("stage1", ...) whose config agrees with
+    ``current`` on ``sections``; otherwise one line saying which train.py command to run."""
+    command = f"python train.py --stage {stage.removeprefix('stage')} --preset {current['preset']}"
+    if not os.path.exists(path):
+        raise VitaError(f"no {stage} checkpoint at '{path}'{why}; run: {command}")
+    payload = load_checkpoint(path)
+    if payload.get("stage") != stage or not payload.get("finished"):
+        raise VitaError(f"checkpoint '{path}' is not a finished {stage} checkpoint; run: {command} --resume")
+    check_config(payload, current, sections, path)
+    return payload
+
+
 def load_state_strict(module: torch.nn.Module, state: dict, path: str) -> None:
     try:
         module.load_state_dict(state, strict=True)

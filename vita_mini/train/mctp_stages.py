@@ -29,11 +29,10 @@ from torch import nn
 
 from vita_mini.config import Config
 from vita_mini.data.samples import IGNORE, pack
-from vita_mini.errors import VitaError
 from vita_mini.eval.tasks import tts_judge_cer
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP, doc_positions, module_labels
-from vita_mini.train.checkpoint import check_config, load_checkpoint, load_state_strict, save_json
+from vita_mini.train.checkpoint import load_finished, load_state_strict, save_json
 from vita_mini.train.loop import decay_groups, train, write_config
 from vita_mini.train.stage0 import stage_dir
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
@@ -51,11 +50,13 @@ class SpeechLM(nn.Module):
         self.llm, self.mctp = llm, mctp
 
 
-def mctp_logits(llm: LLM, mctp: MCTP, tokens, doc_ids, n_modules: int | None = None):
-    """Teacher-forced logits of every module [B, T, V] (a list), on a detached LLM pass."""
-    with torch.no_grad():
-        _, hidden = llm(tokens, doc_ids=doc_ids, return_logits=False)
-    return [llm.lm_head(h) for h in mctp(llm, tokens, hidden.detach(), doc_ids, n_modules)]
+def mctp_logits(llm: LLM, mctp: MCTP, tokens, doc_ids, hidden: torch.Tensor | None = None):
+    """Teacher-forced logits of every module [B, T, V] (a list), on a detached LLM pass
+    (``hidden``: the LLM's hidden states of ``tokens``, if already computed)."""
+    if hidden is None:
+        with torch.no_grad():
+            _, hidden = llm(tokens, doc_ids=doc_ids, return_logits=False)
+    return [llm.lm_head(h) for h in mctp(llm, tokens, hidden.detach(), doc_ids)]
 
 
 def mctp_losses(llm: LLM, mctp: MCTP, tokens, labels, doc_ids) -> list[torch.Tensor]:
@@ -72,10 +73,10 @@ def module_accuracy(llm: LLM, mctp: MCTP, batch) -> list[dict]:
     on audio-code targets and on text targets (everything else: bytes, markers, end)."""
     tokens, labels, doc_ids = batch.tokens, batch.labels, batch.doc_ids
     positions = doc_positions(tokens, doc_ids)
-    llm_logits, _ = llm(tokens, doc_ids=doc_ids)
+    llm_logits, hidden = llm(tokens, doc_ids=doc_ids)
     rows = [("llm", 1, llm_logits, labels)]
     rows += [(f"module {k}", k + 2, logits, module_labels(labels, positions, k))
-             for k, logits in enumerate(mctp_logits(llm, mctp, tokens, doc_ids))]
+             for k, logits in enumerate(mctp_logits(llm, mctp, tokens, doc_ids, hidden))]
     table = []
     for name, offset, logits, target in rows:
         right = logits.argmax(-1) == target
@@ -110,12 +111,16 @@ class MCTPTask:
             out["ce_last"] = losses[-1].detach()
         return out
 
-    @torch.no_grad()
-    def evaluate(self, device: torch.device) -> dict:
+    def val_batch(self, device: torch.device):
+        """All validation samples packed into rows, on ``device``."""
         batch = pack(self.data.val_samples, self.cfg.llm.max_seq_len)
         batch.tokens, batch.labels, batch.doc_ids = (batch.tokens.to(device), batch.labels.to(device),
                                                      batch.doc_ids.to(device))
-        table = module_accuracy(self.model.llm, self.model.mctp, batch)
+        return batch
+
+    @torch.no_grad()
+    def evaluate(self, device: torch.device) -> dict:
+        table = module_accuracy(self.model.llm, self.model.mctp, self.val_batch(device))
         return {"val_audio_acc_first": table[1]["audio_acc"], "val_audio_acc_last": table[-1]["audio_acc"],
                 "val_text_acc_first": table[1]["text_acc"], "val_text_acc_last": table[-1]["text_acc"]}
 
@@ -156,11 +161,8 @@ def run_mctp_stage(cfg: Config, stage: str, device: torch.device, resume: bool =
     if not result.finished:
         return None
     metrics = {"step": result.step, **(result.evals[-1] if result.evals else {})}
-    batch = pack(data.val_samples, cfg.llm.max_seq_len)
-    batch.tokens, batch.labels, batch.doc_ids = (batch.tokens.to(device), batch.labels.to(device),
-                                                 batch.doc_ids.to(device))
     metrics["train_seconds"] = time.perf_counter() - t0
-    metrics["accuracy"] = module_accuracy(llm, task.model.mctp, batch)
+    metrics["accuracy"] = module_accuracy(llm, task.model.mctp, task.val_batch(device))
     if stage == "stage3":
         metrics["tts"] = {}
         for mode in ("vanilla", "boost", "turbo"):
@@ -189,16 +191,9 @@ def format_report(stage: str, m: dict) -> str:
 def load_speech_lm(cfg: Config, stage: str, device: torch.device | str = "cpu") -> tuple[LLM, MCTP]:
     """The LLM and cascade of a finished stage 2 or 3; a clear error naming the stage to run."""
     path = os.path.join(stage_dir(cfg, stage), "checkpoint.pt")
-    number = stage[-1]
-    if not os.path.exists(path):
-        raise VitaError(f"no {stage} checkpoint at '{path}' (MCTP modules come from stages 2 and 3); "
-                        f"run: python train.py --stage {number} --preset {cfg.preset}")
-    payload = load_checkpoint(path)
-    if payload.get("stage") != stage or not payload.get("finished"):
-        raise VitaError(f"checkpoint '{path}' is not a finished {stage} checkpoint; run: "
-                        f"python train.py --stage {number} --preset {cfg.preset} --resume")
     n_modules = 1 if stage == "stage2" else cfg.mctp.n_modules
-    check_config(payload, cfg.to_dict(), MODEL_SECTIONS + ([] if stage == "stage2" else ["mctp"]), path)
+    payload = load_finished(path, stage, cfg.to_dict(), MODEL_SECTIONS + ([] if stage == "stage2" else ["mctp"]),
+                            why=" (MCTP modules come from stages 2 and 3)")
     model = SpeechLM(LLM(cfg.llm, vocab_size(cfg.codec.codebook_size)), MCTP(cfg.llm, n_modules))
     load_state_strict(model, payload["model"], path)
     model.to(device).eval()

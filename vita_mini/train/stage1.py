@@ -28,10 +28,9 @@ from vita_mini.data.corpus import Corpus, load_corpus, make_world
 from vita_mini.data.world import word_salad
 from vita_mini.data.samples import (IGNORE, asr_sample, copy_sample, mixed_order, pack, text_qa_split,
                                     text_sample, tts_sample)
-from vita_mini.errors import VitaError
 from vita_mini.eval.tasks import asr_cer, text_qa_accuracy, tts_judge_cer
 from vita_mini.model.llm import LLM
-from vita_mini.train.checkpoint import check_config, load_checkpoint, load_state_strict, save_json
+from vita_mini.train.checkpoint import load_finished, load_state_strict, save_json
 from vita_mini.train.loop import decay_groups, train, write_config
 from vita_mini.train.stage0 import load_stage0, stage_dir
 from vita_mini.vocab import AUDIO_OFFSET, vocab_size
@@ -191,14 +190,7 @@ def run_stage1(cfg: Config, device: torch.device, resume: bool = False, stop_aft
 def load_stage1(cfg: Config, device: torch.device | str = "cpu") -> LLM:
     """The stage-1 LLM of this run; a clear error if stage 1 has not finished."""
     path = os.path.join(stage_dir(cfg, STAGE), "checkpoint.pt")
-    if not os.path.exists(path):
-        raise VitaError(f"no stage-1 checkpoint at '{path}'; run: python train.py --stage 1 "
-                        f"--preset {cfg.preset}")
-    payload = load_checkpoint(path)
-    if payload.get("stage") != STAGE or not payload.get("finished"):
-        raise VitaError(f"checkpoint '{path}' is not a finished stage-1 checkpoint; run: "
-                        f"python train.py --stage 1 --preset {cfg.preset} --resume")
-    check_config(payload, cfg.to_dict(), MODEL_SECTIONS, path)
+    payload = load_finished(path, STAGE, cfg.to_dict(), MODEL_SECTIONS)
     model = LLM(cfg.llm, vocab_size(cfg.codec.codebook_size))
     load_state_strict(model, payload["model"], path)
     return model.to(device).eval()
