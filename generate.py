@@ -8,12 +8,18 @@
     python generate.py --task tts --text "bob has a cat" --out bob.wav   # the LLM speaks (stage 1)
     python generate.py --task text --text "where does ana live"          # the LLM answers (stage 1)
     python generate.py --task tts --text "bob has a cat" --out bob.wav --mode turbo   # MCTP (stage 3)
+    python generate.py --task chat --audio question.wav --out answer.wav  # spoken QA (stage 4)
+    python generate.py --task chat --text "where does ana live" --mode boost
     python generate.py --benchmark                 # speed of the four modes, random weights
     python generate.py --benchmark --tokens 256 --json speed.json
+    python generate.py --eval [--json results.json] [--modes vanilla turbo] [--figures figs]
 
 ``tokenize``, ``resynth`` and ``judge`` need stage 0 (python train.py --stage 0); ``asr``,
-``tts`` and ``text`` need stage 1 (python train.py --stage 1); ``tts`` in any mode but vanilla
-needs the MCTP modules of stage 3. Decoding is greedy unless --temperature is set.
+``tts`` and ``text`` use stage 1 (python train.py --stage 1); ``tts`` in any mode but vanilla
+uses the MCTP modules of stage 3; ``chat`` and ``--eval`` need stage 4. ``--stage N`` picks
+another trained stage's model (``--stage 4`` for the fine-tuned one). ``chat`` prints the answer's
+text as it is written, decodes its audio chunk by chunk, writes the WAV at the end, and reports
+the time to the first audio chunk and tokens/s. Decoding is greedy unless --temperature is set.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import torch
 from vita_mini.audio.wav import load_audio, write_wav
 from vita_mini.cli import run_main
 from vita_mini.config import PRESETS, get_config
+from vita_mini.eval.suite import MODE_NAMES, evaluate_and_report
 from vita_mini.data.synth import SPEAKERS, synthesize
 from vita_mini.data.world import CHARSET
 from vita_mini.errors import VitaError
@@ -39,33 +46,44 @@ from vita_mini.infer.stream import TextPiece, stream_events
 from vita_mini.train.mctp_stages import load_speech_lm
 from vita_mini.train.stage0 import load_stage0
 from vita_mini.train.stage1 import load_stage1
-from vita_mini.vocab import TTS_INSTRUCTION, prompt_tokens, text_ids, vocab_size
+from vita_mini.train.stage4 import load_stage4
+from vita_mini.vocab import SPOKEN_ANSWER_INSTRUCTION, TTS_INSTRUCTION, prompt_tokens, text_ids, user_audio, vocab_size
 
-TASKS = ["speak", "tokenize", "resynth", "judge", "asr", "tts", "text"]
+TASKS = ["speak", "tokenize", "resynth", "judge", "asr", "tts", "text", "chat"]
+LLM_TASKS = ["asr", "tts", "text", "chat"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=TASKS)
+    parser.add_argument("--task", help=f"one of {', '.join(TASKS)}")
     parser.add_argument("--benchmark", action="store_true",
                         help="time Vanilla/Balance/Boost/Turbo on random weights at three sizes")
     parser.add_argument("--tokens", type=int, default=1024, help="new tokens per benchmark run")
-    parser.add_argument("--json", help="also write the benchmark rows to this JSON file")
+    parser.add_argument("--json", help="also write the benchmark rows (or --eval results) to this JSON file")
+    parser.add_argument("--eval", action="store_true",
+                        help="the evaluation suite on the test split (python -m vita_mini.eval)")
+    parser.add_argument("--modes", nargs="+", default=list(MODE_NAMES), help="modes of --eval")
+    parser.add_argument("--figures", help="--eval also draws its figures into this folder")
+    parser.add_argument("--stage", type=int, choices=[1, 2, 3, 4],
+                        help="whose LLM to use (default: 1 for asr, text and vanilla tts; 3 for "
+                             "tts with MCTP; 4 for chat)")
     parser.add_argument("--mode", default="vanilla",
-                        help="vanilla, balance, boost, turbo, or a schedule like 1,10,4,10 (task tts)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (task tts)")
+                        help="vanilla, balance, boost, turbo, or a schedule like 1,10,4,10 (tasks tts, chat)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (tasks tts, chat)")
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--repetition-penalty", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-    parser.add_argument("--text", help="text to speak (task speak)")
-    parser.add_argument("--audio", help="input WAV file (tasks tokenize, resynth, judge)")
-    parser.add_argument("--out", help="output WAV file (tasks speak, resynth)")
+    parser.add_argument("--text", help="text to speak, read or answer (tasks speak, tts, text, chat)")
+    parser.add_argument("--audio", help="input WAV file (tasks tokenize, resynth, judge, asr, chat)")
+    parser.add_argument("--out", help="output WAV file (tasks speak, resynth, tts; optional for chat)")
     parser.add_argument("--speaker", type=int, default=0, help=f"voice 0..{len(SPEAKERS) - 1} (tasks speak and resynth)")
     parser.add_argument("--preset", default="toy", choices=list(PRESETS))
     parser.add_argument("--run-dir", default=None, help="where the checkpoints are (default: runs/<preset>)")
     parser.add_argument("--device", default="auto")
-    return parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*", metavar="section.field=value",
+                        help="config overrides the run was trained with, e.g. world.n_people=32")
+    return parser.parse_intermixed_args(argv)
 
 
 def require(value, flag: str, task: str):
@@ -76,18 +94,23 @@ def require(value, flag: str, task: str):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = get_config(args.preset)
+    cfg = get_config(args.preset, args.overrides)
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    if args.eval:
+        evaluate_and_report(cfg, pick_device(args.device), args.modes, args.json, args.figures)
+        return 0
     if args.benchmark:
         if args.tokens < 11:
             raise VitaError(f"--tokens {args.tokens}: the benchmark needs at least 11 (one audio chunk)")
         run_benchmark(vocab_size(cfg.codec.codebook_size), args.tokens, json_path=args.json)
         return 0
     if not args.task:
-        raise VitaError(f"give --task ({', '.join(TASKS)}) or --benchmark")
-    if args.run_dir:
-        cfg.run_dir = args.run_dir
-    if args.task in ("tts", "text"):
-        return run_llm_text_task(args, cfg)
+        raise VitaError(f"give --task ({', '.join(TASKS)}), --eval or --benchmark")
+    if args.task not in TASKS:
+        raise VitaError(f"unknown task {args.task!r}; choose one of {', '.join(TASKS)}")
+    if args.task in LLM_TASKS:
+        return run_llm_task(args, cfg)
     if args.task == "speak":
         text = require(args.text, "--text", args.task).strip().lower()
         out = require(args.out, "--out", args.task)
@@ -115,9 +138,6 @@ def main(argv=None) -> int:
         elif args.task == "resynth":
             write_wav(out, codec.decode(codec.encode(wav.to(device)), args.speaker))
             print(f"wrote {out}")
-        elif args.task == "asr":
-            model = load_stage1(cfg, device)
-            print(transcribe(model, codec.encode(wav.to(device)).tolist()))
         else:
             print(judge.transcribe(wav.to(device)))
     return 0
@@ -130,28 +150,84 @@ def record(tokens, into: list):
         yield token
 
 
-def run_llm_text_task(args, cfg) -> int:
-    text = " ".join(require(args.text, "--text", args.task).split())
+def pick_stage(args, schedule) -> int:
+    """Whose LLM runs the task: --stage, or the task's own stage; a stage that cannot do the
+    task is refused with the command that trains one that can."""
+    uses_mctp = max(schedule[1::2]) > 0
+    default = 4 if args.task == "chat" else 3 if uses_mctp else 1
+    stage = args.stage or default
+    if args.task == "chat" and stage != 4:
+        raise VitaError(f"--task chat needs the spoken-QA model of stage 4, not stage {stage}; "
+                        f"train it: python train.py --stage 4 --preset {args.preset}")
+    if uses_mctp and stage == 1:
+        raise VitaError(f"--mode {args.mode} needs MCTP modules, which stage 1 does not have; use "
+                        f"--stage 3 or 4 (python train.py --stage 3 --preset {args.preset}) or --mode vanilla")
+    return stage
+
+
+def load_llm(cfg, stage: int, device):
+    """(LLM, MCTP cascade or None) of a finished stage."""
+    if stage == 1:
+        return load_stage1(cfg, device), None
+    if stage == 4:
+        return load_stage4(cfg, device)
+    return load_speech_lm(cfg, f"stage{stage}", device)
+
+
+def clean_text(text: str | None, task: str) -> str:
+    if text is None:
+        raise VitaError(f"--task {task} needs --text")
+    text = " ".join(text.split())
     if not text:
         raise VitaError("--text is empty")
-    out = require(args.out, "--out", args.task) if args.task == "tts" else None
-    device = pick_device(args.device)
+    return text
+
+
+def run_llm_task(args, cfg) -> int:
+    """asr, text, tts and chat: check every input first, then load the models and run."""
     schedule = parse_schedule(args.mode)
     sampling = Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
-    codec, _ = load_stage0(cfg, device)
-    if args.task == "text":
-        print(answer_text(load_stage1(cfg, device), text))
-        return 0
-    if max(schedule[1::2]) > 0:
-        model, mctp = load_speech_lm(cfg, "stage3", device)
+    stage = pick_stage(args, schedule)
+    wav = text = None
+    if args.task == "chat" and args.audio and args.text is not None:
+        raise VitaError("--task chat takes --audio or --text, not both")
+    if args.task == "asr" or (args.task == "chat" and args.text is None):
+        wav = load_audio(require(args.audio, "--audio" if args.task == "asr" else "--audio or --text",
+                                 args.task), cfg.audio.sample_rate)
     else:
-        model, mctp = load_stage1(cfg, device), None
-    prompt = prompt_tokens(TTS_INSTRUCTION, text_ids(text))
+        text = clean_text(args.text, args.task)
+        if args.task == "chat":  # as the toy world asks: lowercase, no question mark
+            text = clean_text(text.lower().rstrip("?.!"), args.task)
+    out = require(args.out, "--out", args.task) if args.task == "tts" else args.out
+    device = pick_device(args.device)
+    codec, _ = load_stage0(cfg, device)
+    model, mctp = load_llm(cfg, stage, device)
+    if args.task == "asr":
+        with torch.no_grad():
+            print(transcribe(model, codec.encode(wav.to(device)).tolist()))
+        return 0
+    if args.task == "text":
+        print(answer_text(model, text))
+        return 0
+    if args.task == "tts":
+        prompt = prompt_tokens(TTS_INSTRUCTION, text_ids(text))
+    elif wav is not None:
+        with torch.no_grad():
+            prompt = prompt_tokens(SPOKEN_ANSWER_INSTRUCTION, user_audio(codec.encode(wav.to(device)).tolist()))
+    else:
+        prompt = prompt_tokens(SPOKEN_ANSWER_INSTRUCTION, text_ids(text))
+    stream_answer(Engine(model, mctp), prompt, schedule, sampling, codec, cfg.synth.assistant_voice, out)
+    return 0
+
+
+def stream_answer(engine: Engine, prompt: list[int], schedule, sampling: Sampling, codec, voice: int,
+                  out: str | None) -> None:
+    """Generate by ``schedule``: print the text as it is written, decode the audio chunk by
+    chunk, report the speed, and write the WAV (if ``out``) only once the answer is complete."""
     start = time.perf_counter()
     tokens = []  # every generated token, also while streaming
-    stream = stream_events(record(Engine(model, mctp).generate(prompt, model.cfg.max_seq_len, schedule,
-                                                              sampling), tokens),
-                           codec, cfg.synth.assistant_voice, start)
+    stream = stream_events(record(engine.generate(prompt, engine.llm.cfg.max_seq_len, schedule, sampling),
+                                  tokens), codec, voice, start)
     chunks = []
     print("text: ", end="", flush=True)
     for event in stream:  # text as it is written; audio decoded chunk by chunk
@@ -161,14 +237,15 @@ def run_llm_text_task(args, cfg) -> int:
             chunks.append(event)
     seconds = time.perf_counter() - start
     print()
+    first = f"the first after {chunks[0].seconds * 1000:.0f} ms" if chunks else "no audio"
+    print(f"{len(tokens)} tokens in {seconds:.2f} s ({len(tokens) / seconds:.0f} tokens/s, mode "
+          f"{describe(schedule)}); {len(chunks)} audio chunks, {first}")
+    if out is None:
+        return
     if not chunks:
         raise VitaError("the model produced no audio tokens; no file written")
-    print(f"{len(tokens)} tokens in {seconds:.2f} s ({len(tokens) / seconds:.0f} tokens/s, mode "
-          f"{describe(schedule)}); {len(chunks)} audio chunks, the first after "
-          f"{chunks[0].seconds * 1000:.0f} ms")
     write_wav(out, torch.cat([c.wav for c in chunks]))
     print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@
     python train.py --stage 0 --resume             # continue an interrupted run
     python train.py --stage 1 --eval               # re-evaluate a finished stage
     python train.py --stage 3                      # builds any missing earlier stage first
+    python train.py --stage all                    # 0 to 4 in order: finished stages are skipped,
+                                                   # an unfinished one resumes (--restart: all anew)
 
 Stages: 0 tokenizer + judge; 1 audio-text alignment (the LLM); 2 one MCTP module; 3 ten MCTP
-modules (the LLM frozen in 2 and 3).
+modules (the LLM frozen in 2 and 3); 4 spoken question answering (everything trains).
 
 Checkpoints, the resolved config and metrics go to runs/<preset>/stage<N>/.
 """
@@ -28,10 +30,11 @@ from vita_mini.train.loop import pick_device
 from vita_mini.train.mctp_stages import run_mctp_stage
 from vita_mini.train.stage0 import run_stage0, stage_dir
 from vita_mini.train.stage1 import run_stage1
+from vita_mini.train.stage4 import run_stage4
 
-STAGES = ["0", "1", "2", "3"]
+STAGES = ["0", "1", "2", "3", "4"]
 NAMES = {"0": "audio tokenizer", "1": "audio-text alignment", "2": "one MCTP module",
-         "3": "ten MCTP modules"}
+         "3": "ten MCTP modules", "4": "spoken question answering"}
 
 
 def run_stage(stage: str, cfg, device, resume: bool = False, stop_after: int | None = None):
@@ -40,12 +43,15 @@ def run_stage(stage: str, cfg, device, resume: bool = False, stop_after: int | N
         return run_stage0(cfg, device, resume=resume, stop_after=stop_after)
     if stage == "1":
         return run_stage1(cfg, device, resume=resume, stop_after=stop_after)
+    if stage == "4":
+        return run_stage4(cfg, device, resume=resume, stop_after=stop_after)
     return run_mctp_stage(cfg, f"stage{stage}", device, resume=resume, stop_after=stop_after)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", required=True, choices=STAGES, help="which stage to train")
+    parser.add_argument("--stage", required=True, choices=[*STAGES, "all"],
+                        help="which stage to train; all: 0 to 4 in order")
     parser.add_argument("--preset", default="toy", choices=list(PRESETS), help="config preset (default: toy)")
     parser.add_argument("--device", default=None, help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
@@ -75,6 +81,8 @@ def main(argv=None) -> int:
     device = pick_device(cfg.device)
     print(f"vita-mini: stage {args.stage}, preset {cfg.preset}, device {device}, run {cfg.resolved_run_dir()}")
     print(cfg.to_json())
+    if args.stage == "all":
+        return run_all(cfg, device, args)
     checkpoint = os.path.join(stage_dir(cfg, f"stage{args.stage}"), "checkpoint.pt")
     if args.eval:
         if not stage_finished(cfg, f"stage{args.stage}"):
@@ -87,6 +95,28 @@ def main(argv=None) -> int:
     ensure_earlier_stages(cfg, device, args.stage)
     done = run_stage(args.stage, cfg, device, resume=args.resume, stop_after=args.stop_after)
     return 0 if done is not None else 1
+
+
+def run_all(cfg, device, args) -> int:
+    """Stages 0 to 4 in order. A finished stage is skipped (``--restart``: trained anew, and
+    ``--eval``: reported again), an unfinished one resumes; ``--stop-after`` stops the first
+    stage that trains."""
+    for stage in STAGES:
+        state = stage_finished(cfg, f"stage{stage}")
+        if args.eval:
+            if not state:
+                raise VitaError(f"--eval needs a finished stage {stage} in {cfg.resolved_run_dir()}; "
+                                f"train it first: python train.py --stage all --preset {cfg.preset}")
+        elif state and not args.restart:
+            print(f"stage {stage} ({NAMES[stage]}) already finished in {cfg.resolved_run_dir()}: skipping")
+            continue
+        print(f"== stage {stage} ({NAMES[stage]}) ==")
+        resume = bool(args.eval or (state is False and not args.restart))
+        if run_stage(stage, cfg, device, resume=resume, stop_after=args.stop_after) is None:
+            print(f"stage {stage} stopped before it finished; run the same command again (without "
+                  f"--restart) to continue from there")
+            return 1
+    return 0
 
 
 def stage_finished(cfg, stage: str) -> bool | None:

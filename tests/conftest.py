@@ -23,3 +23,33 @@ def tiny_cfg(tiny_cache, tmp_path):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_full_run(tmp_path_factory):
+    """`train.py --stage all` at the tiny preset, stopped after 3 steps of stage 0, then run again
+    (it resumes stage 0 and trains stages 1 to 4). Shared by the stage-4, chat and evaluation
+    tests. Returns (run folder, common flags, what the first call returned and the second printed)."""
+    import contextlib
+    import io
+
+    import train
+
+    run = tmp_path_factory.mktemp("full")
+    common = ["--preset", "tiny", "--device", "cpu", "--run-dir", str(run / "run"), f"cache_dir={run / 'cache'}"]
+    first = train.main(["--stage", "all", "--stop-after", "3", *common])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert train.main(["--stage", "all", *common]) == 0
+    return run, common, {"first_return": first, "second_output": printed.getvalue()}
+
+
+@pytest.fixture
+def tiny_run_without_stage4(tiny_full_run, tmp_path):
+    """A copy of the tiny run's stages 0 to 3 (no stage 4): its run folder."""
+    import shutil
+
+    run, _, _ = tiny_full_run
+    for stage in range(4):
+        shutil.copytree(run / "run" / f"stage{stage}", tmp_path / "upto3" / f"stage{stage}")
+    return str(tmp_path / "upto3")

@@ -138,6 +138,20 @@ class MCTPConfig:
 
 
 @dataclass
+class SpokenQAConfig:
+    """Stage 4: spoken question answering (data/spoken_qa.py) and how it trains (train/stage4.py).
+
+    A section of its own, so that changing a stage-4 knob never invalidates stages 0-3."""
+
+    train_voices: int = 3  # voices that speak each training question; another one speaks the test
+    text_questions: bool = True  # also train every question written as text (generate.py --text)
+    n_test_seen: int = 48  # test questions about facts heard in training, each in an unheard voice
+    replay_share: float = 0.05  # share of stage-4 samples replayed from stage 1 (ASR, TTS, text)
+    mctp_lr_scale: float = 10.0  # the MCTP modules' learning rate, as a multiple of the LLM's
+    mctp_grad_to_llm: bool = True  # the modules' losses reach the LLM through its hidden states
+
+
+@dataclass
 class Config:
     preset: str = "toy"
     seed: int = 1234
@@ -160,6 +174,9 @@ class Config:
         steps=800, batch_size=16, lr=1e-3, eval_every=400, checkpoint_every=100))
     stage3: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=120, batch_size=16, lr=1e-3, eval_every=60, checkpoint_every=40))
+    sqa: SpokenQAConfig = field(default_factory=SpokenQAConfig)
+    stage4: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=300, batch_size=16, lr=5e-4, eval_every=100, checkpoint_every=50))
 
     def resolved_run_dir(self) -> str:
         return self.run_dir or f"runs/{self.preset}"
@@ -186,6 +203,9 @@ def _tiny() -> Config:
                              log_every=5)
     cfg.stage3 = TrainConfig(steps=10, batch_size=8, lr=1e-3, eval_every=5, checkpoint_every=5,
                              log_every=5)
+    cfg.sqa = SpokenQAConfig(train_voices=2, n_test_seen=8)
+    cfg.stage4 = TrainConfig(steps=10, batch_size=8, lr=1e-3, eval_every=5, checkpoint_every=5,
+                             log_every=5)
     return cfg
 
 
@@ -207,6 +227,8 @@ def _small() -> Config:
                              checkpoint_every=500)
     cfg.stage2 = TrainConfig(steps=2000, batch_size=64, lr=1e-3, eval_every=500, checkpoint_every=500)
     cfg.stage3 = TrainConfig(steps=3000, batch_size=64, lr=1e-3, eval_every=500, checkpoint_every=500)
+    cfg.sqa = SpokenQAConfig(n_test_seen=128)
+    cfg.stage4 = TrainConfig(steps=3000, batch_size=64, lr=2e-4, eval_every=500, checkpoint_every=500)
     return cfg
 
 

@@ -50,6 +50,13 @@ class Corpus:
         us = range(len(self)) if split is None else self.indices(split)
         return sum(int(self.offsets[u + 1] - self.offsets[u]) for u in us) / SAMPLE_RATE / 3600
 
+    def subset(self, utterances: list[int]) -> Corpus:
+        """A corpus of just these utterances, in this order."""
+        wavs = [self.audio[self.offsets[u]:self.offsets[u + 1]] for u in utterances]
+        offsets = np.concatenate([[0], np.cumsum([len(w) for w in wavs])]).astype(np.int64)
+        return Corpus([self.texts[u] for u in utterances], self.speakers[utterances],
+                      self.splits[utterances], np.concatenate(wavs or [self.audio[:0]]), offsets)
+
 
 def make_world(cfg: Config) -> World:
     w = cfg.world
@@ -75,11 +82,17 @@ def voice_of(text: str, split: str, cfg: Config) -> int:
     return others[(h // 1000) % len(others)]
 
 
-def corpus_path(cfg: Config) -> str:
+def cache_path(cfg: Config, kind: str = "corpus", extra: dict | None = None) -> str:
+    """Where a synthesized corpus of ``kind`` lives: named by a hash of the world and synthesizer
+    config (and of ``extra``, whatever else shapes that corpus)."""
     key = json.dumps({"world": asdict(cfg.world), "synth": asdict(cfg.synth),
-                      "version": CORPUS_VERSION}, sort_keys=True)
+                      "version": CORPUS_VERSION, **(extra or {})}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    return os.path.join(cfg.cache_dir, f"corpus-{cfg.preset}-{digest}.npz")
+    return os.path.join(cfg.cache_dir, f"{kind}-{cfg.preset}-{digest}.npz")
+
+
+def corpus_path(cfg: Config) -> str:
+    return cache_path(cfg, "corpus")
 
 
 def _speak(job: tuple) -> np.ndarray:
@@ -98,7 +111,8 @@ def speak(text: str, speaker: int, synth: dict) -> np.ndarray:
     return np.round(wav * 32767).astype(np.int16)
 
 
-def build_corpus(cfg: Config, log=print) -> Corpus:
+def check_synth(cfg: Config) -> None:
+    """The synthesizer settings make sense (one clear line if not)."""
     if cfg.synth.backend not in ("numpy", "espeak"):
         raise VitaError(f"synth.backend={cfg.synth.backend!r}: choose numpy or espeak")
     if cfg.synth.backend == "espeak":
@@ -108,6 +122,10 @@ def build_corpus(cfg: Config, log=print) -> Corpus:
     if not 0 <= cfg.synth.assistant_voice < cfg.synth.n_speakers:
         raise VitaError(f"synth.assistant_voice={cfg.synth.assistant_voice} must lie in "
                         f"[0, synth.n_speakers={cfg.synth.n_speakers})")
+
+
+def build_corpus(cfg: Config, log=print) -> Corpus:
+    check_synth(cfg)
     world = make_world(cfg)
     texts, speakers, splits = [], [], []
     for split in SPLITS:
@@ -119,6 +137,11 @@ def build_corpus(cfg: Config, log=print) -> Corpus:
                 texts.append(text)
                 speakers.append(voice)
                 splits.append(split)
+    return speak_all(texts, speakers, splits, cfg, log)
+
+
+def speak_all(texts: list[str], speakers: list[int], splits: list[str], cfg: Config, log=print) -> Corpus:
+    """Speak ``texts[u]`` in voice ``speakers[u]``, in parallel on all cores: a Corpus."""
     jobs = [(t, s, asdict(cfg.synth)) for t, s in zip(texts, speakers)]
     start = time.perf_counter()
     workers = min(os.cpu_count() or 1, 8)
@@ -143,14 +166,18 @@ def save_corpus(corpus: Corpus, path: str) -> None:
     os.replace(tmp, path)
 
 
-def load_corpus(cfg: Config, log=print) -> Corpus:
-    """The cached corpus for this config, synthesized first if it is not on disk yet."""
-    path = corpus_path(cfg)
+def load_cached(path: str, build, what: str = "the speech corpus", log=print) -> Corpus:
+    """The corpus cached at ``path``; built by ``build()`` and saved there first if missing."""
     if os.path.exists(path):
         with np.load(path, allow_pickle=False) as f:
             return Corpus([str(t) for t in f["texts"]], f["speakers"], f["splits"].astype(str),
                           f["audio"], f["offsets"])
-    log(f"building the speech corpus (not cached yet): {path}")
-    corpus = build_corpus(cfg, log)
+    log(f"building {what} (not cached yet): {path}")
+    corpus = build()
     save_corpus(corpus, path)
     return corpus
+
+
+def load_corpus(cfg: Config, log=print) -> Corpus:
+    """The cached corpus for this config, synthesized first if it is not on disk yet."""
+    return load_cached(corpus_path(cfg), lambda: build_corpus(cfg, log), log=log)

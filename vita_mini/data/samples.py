@@ -79,6 +79,9 @@ class Batch:
     labels: torch.Tensor  # [R, L] next-token targets, IGNORE where no loss
     doc_ids: torch.Tensor  # [R, L] which packed sample each position belongs to
 
+    def to(self, device) -> Batch:
+        return Batch(self.tokens.to(device), self.labels.to(device), self.doc_ids.to(device))
+
 
 def pack(samples: list[Sample], row_len: int) -> Batch:
     """First-fit samples into rows of ``row_len``; labels[i] = ids[i + 1] where that is a target."""

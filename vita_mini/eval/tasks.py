@@ -1,24 +1,30 @@
-"""Task metrics of the LLM: ASR CER, TTS judge CER, text question accuracy.
+"""Task metrics of the LLM: ASR CER, TTS judge CER, text question accuracy, spoken QA.
 
 As in the paper (Section 5): ASR is scored by the error rate of the transcript; TTS by
 transcribing the generated speech with a separate recognizer (Whisper there, our judge here)
-and scoring it against the input text; question answering by whether the answer is right.
+and scoring it against the input text; question answering by whether the answer is right; spoken QA (Section 4) both from the
+answer's text (speech-to-text) and from its audio, transcribed by the judge (speech-to-speech).
 All decoding here is greedy; speech can also be generated with the MCTP modules by a schedule.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import torch
 
 from vita_mini.audio.codec import AudioCodec
 from vita_mini.audio.judge import JudgeASR
+from vita_mini.data.spoken_qa import SpokenQuestion, answer_is_right
 from vita_mini.eval.metrics import cer
 from vita_mini.infer.decode import greedy_generate
 from vita_mini.infer.engine import Engine
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
-from vita_mini.vocab import (ASR_INSTRUCTION, TEXT_INSTRUCTION, TTS_INSTRUCTION, decode_audio,
-                             decode_text, prompt_tokens, text_ids, user_audio)
+from vita_mini.vocab import (ASR_INSTRUCTION, EOA, SPOKEN_ANSWER_INSTRUCTION, TEXT_INSTRUCTION,
+                             TTS_INSTRUCTION, decode_audio, decode_text, prompt_tokens, text_ids,
+                             user_audio)
 
 
 def transcribe(model: LLM, codes) -> str:
@@ -70,3 +76,61 @@ def text_qa_accuracy(model: LLM, pairs) -> tuple[float, list[str]]:
     answers = [answer_text(model, q).strip() for q, _, _ in pairs]
     right = [a == ref for a, (_, ref, _) in zip(answers, pairs)]
     return sum(right) / max(1, len(right)), answers
+
+
+@dataclass
+class SpokenAnswer:
+    """One generated spoken answer: what it wrote, what the judge hears, and how fast it came."""
+
+    text: str  # the text the model wrote (speech-to-text)
+    heard: str  # the judge's transcript of its audio (speech-to-speech); "" without audio
+    n_tokens: int
+    seconds: float  # prompt and every generated token
+    first_audio: float | None  # seconds until the first audio chunk's EOA; None without audio
+
+
+def spoken_answer(engine: Engine, codec: AudioCodec, judge: JudgeASR, user: list[int], voice: int = 0,
+                  schedule="vanilla") -> SpokenAnswer:
+    """Answer ``user`` (a question turn) aloud by ``schedule``, greedy; time it, then decode its
+    audio in ``voice`` and let the judge transcribe it (after the clock stops)."""
+    prompt = prompt_tokens(SPOKEN_ANSWER_INSTRUCTION, user)
+    ids, first = [], None
+    start = time.perf_counter()
+    for token in engine.generate(prompt, engine.llm.cfg.max_seq_len, schedule):
+        ids.append(token.id)
+        if token.id == EOA and first is None:
+            first = time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    codes = decode_audio(ids)
+    heard = judge.transcribe(codec.decode(torch.tensor(codes), voice)).strip() if codes else ""
+    return SpokenAnswer(decode_text(ids).strip(), heard, len(ids), seconds, first)
+
+
+def spoken_qa_accuracy(engine: Engine, codec: AudioCodec, judge: JudgeASR, questions: list[SpokenQuestion],
+                       voice: int = 0, schedule="vanilla") -> dict:
+    """Speech-to-text accuracy (the short answer is a word of the written answer) and
+    speech-to-speech accuracy (... of what the judge hears), plus every ``SpokenAnswer``."""
+    answers = [spoken_answer(engine, codec, judge, q.user, voice, schedule) for q in questions]
+    n = max(1, len(questions))
+    return {"s2t": sum(answer_is_right(q.short_answer, a.text) for q, a in zip(questions, answers)) / n,
+            "s2s": sum(answer_is_right(q.short_answer, a.heard) for q, a in zip(questions, answers)) / n,
+            "n": len(questions), "answers": answers}
+
+
+def spoken_qa_report(engine: Engine, codec: AudioCodec, judge: JudgeASR, seen: list[SpokenQuestion],
+                     text_only: list[SpokenQuestion], voice: int = 0, schedule="vanilla") -> dict:
+    """Spoken QA in one mode: accuracy on seen and on text-only facts (with two examples each),
+    and the speed over all those answers: tokens/s and the mean time to the first audio chunk."""
+    engine.generate_ids(prompt_tokens(SPOKEN_ANSWER_INSTRUCTION, [0]), 4, schedule)  # warm-up, untimed
+    out, answers = {}, []
+    for name, questions in (("seen", seen), ("text_only", text_only)):
+        result = spoken_qa_accuracy(engine, codec, judge, questions, voice, schedule)
+        answers += result.pop("answers")
+        result["examples"] = [{"question": q.question, "answer": a.text, "heard": a.heard}
+                              for q, a in list(zip(questions, answers[-len(questions):]))[:2]]
+        out[name] = result
+    firsts = [a.first_audio for a in answers if a.first_audio is not None]
+    out["speed"] = {"tokens_per_s": sum(a.n_tokens for a in answers) / max(1e-9, sum(a.seconds for a in answers)),
+                    "first_audio_ms": 1000 * sum(firsts) / len(firsts) if firsts else None,
+                    "answers_with_audio": len(firsts), "answers": len(answers)}
+    return out

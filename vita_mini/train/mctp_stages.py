@@ -50,21 +50,24 @@ class SpeechLM(nn.Module):
         self.llm, self.mctp = llm, mctp
 
 
-def mctp_logits(llm: LLM, mctp: MCTP, tokens, doc_ids, hidden: torch.Tensor | None = None):
+def mctp_logits(llm: LLM, mctp: MCTP, tokens, doc_ids, hidden: torch.Tensor | None = None,
+                detach: bool = True):
     """Teacher-forced logits of every module [B, T, V] (a list), on a detached LLM pass
-    (``hidden``: the LLM's hidden states of ``tokens``, if already computed)."""
+    (``hidden``: the LLM's hidden states of ``tokens``, if already computed; ``detach=False``
+    lets the modules' gradient reach the LLM through them, as stage 4 may)."""
     if hidden is None:
         with torch.no_grad():
             _, hidden = llm(tokens, doc_ids=doc_ids, return_logits=False)
-    return [llm.lm_head(h) for h in mctp(llm, tokens, hidden.detach(), doc_ids)]
+    return [llm.lm_head(h) for h in mctp(llm, tokens, hidden.detach() if detach else hidden, doc_ids)]
 
 
-def mctp_losses(llm: LLM, mctp: MCTP, tokens, labels, doc_ids) -> list[torch.Tensor]:
+def mctp_losses(llm: LLM, mctp: MCTP, tokens, labels, doc_ids, hidden: torch.Tensor | None = None,
+                detach: bool = True) -> list[torch.Tensor]:
     """Cross-entropy of each module against its own targets (one scalar per module)."""
     positions = doc_positions(tokens, doc_ids)
     return [F.cross_entropy(logits.float().flatten(0, 1),
                             module_labels(labels, positions, k).flatten(), ignore_index=IGNORE)
-            for k, logits in enumerate(mctp_logits(llm, mctp, tokens, doc_ids))]
+            for k, logits in enumerate(mctp_logits(llm, mctp, tokens, doc_ids, hidden, detach))]
 
 
 @torch.no_grad()
@@ -188,12 +191,13 @@ def format_report(stage: str, m: dict) -> str:
     return "\n".join(lines)
 
 
-def load_speech_lm(cfg: Config, stage: str, device: torch.device | str = "cpu") -> tuple[LLM, MCTP]:
-    """The LLM and cascade of a finished stage 2 or 3; a clear error naming the stage to run."""
+def load_speech_lm(cfg: Config, stage: str, device: torch.device | str = "cpu",
+                   why: str = " (MCTP modules come from stages 2 and 3)") -> tuple[LLM, MCTP]:
+    """The LLM and cascade of a finished stage 2, 3 (or 4); a clear error naming the stage to run."""
     path = os.path.join(stage_dir(cfg, stage), "checkpoint.pt")
     n_modules = 1 if stage == "stage2" else cfg.mctp.n_modules
     payload = load_finished(path, stage, cfg.to_dict(), MODEL_SECTIONS + ([] if stage == "stage2" else ["mctp"]),
-                            why=" (MCTP modules come from stages 2 and 3)")
+                            why=why)
     model = SpeechLM(LLM(cfg.llm, vocab_size(cfg.codec.codebook_size)), MCTP(cfg.llm, n_modules))
     load_state_strict(model, payload["model"], path)
     model.to(device).eval()

@@ -1,0 +1,162 @@
+"""Stage 4: supervised fine-tuning on spoken question answering; everything trains.
+
+VITA-Audio's last stage (Section 3.3, REFERENCE.md "Four training stages"): from the stage-3
+weights, the LLM and all MCTP modules train together on speech QA (speech in, interleaved text
+and speech out) plus a little of the earlier data, the modules at ten times the LLM's
+learning rate. Here:
+
+    start   the finished stage-3 LLM and cascade (load_speech_lm(cfg, "stage3"))
+    data    spoken-QA samples (data/spoken_qa.py) and, as a share ``sqa.replay_share`` (5%) of
+            the samples, stage 1's samples in stage 1's mix (ASR, TTS, text), so the model
+            keeps what it learned there; packed as in stage 1
+    groups  the LLM (embedding, layers, final norm, head) at lr; the modules at
+            ``sqa.mctp_lr_scale`` (10) x lr
+    loss    LLM cross-entropy on the assistant's tokens + the mean of the modules'
+            cross-entropies (REFERENCE.md "MCTP module": weight 1.0). With
+            ``sqa.mctp_grad_to_llm`` (the default) the modules read the LLM's hidden states
+            *with* their gradient, as in DeepSeek-V3's multi-token prediction, whose design MCTP
+            copies: "everything trains" includes the states the modules are built on. Stages 2
+            and 3 detach them; ``sqa.mctp_grad_to_llm=false`` does that here too.
+    report  spoken-QA accuracy, Vanilla, speech-to-text and speech-to-speech, on seen and on
+            text-only facts (``python -m vita_mini.eval`` measures every mode and more)
+
+The checkpoint holds llm.* and mctp.*, as stages 2 and 3 do.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from vita_mini.config import Config
+from vita_mini.data.samples import IGNORE, mixed_order, pack
+from vita_mini.data.spoken_qa import SpokenQAData, load_spoken_qa_corpus
+from vita_mini.eval.tasks import spoken_qa_report
+from vita_mini.infer.engine import Engine
+from vita_mini.model.llm import LLM
+from vita_mini.model.mctp import MCTP
+from vita_mini.train.checkpoint import save_json
+from vita_mini.train.loop import decay_groups, train, write_config
+from vita_mini.train.mctp_stages import SpeechLM, load_speech_lm, mctp_losses, module_accuracy
+from vita_mini.train.stage0 import stage_dir
+from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
+from vita_mini.train.stage1 import AlignmentData, encode_corpus, prepare_data
+
+STAGE = "stage4"
+SECTIONS = STAGE1_SECTIONS + ["mctp", "stage2", "stage3", "sqa", "stage4"]
+
+
+def load_spoken_qa(cfg: Config, codec, log=print) -> SpokenQAData:
+    """The spoken-QA corpus (synthesized once, cached) turned into samples with the codec."""
+    corpus = load_spoken_qa_corpus(cfg, log)
+    return SpokenQAData(cfg, corpus, encode_corpus(codec, corpus))
+
+
+class SFTData:
+    """Stage 4's training items: spoken QA, with stage-1 samples replayed as ``replay_share``."""
+
+    def __init__(self, cfg: Config, sqa: SpokenQAData, alignment: AlignmentData):
+        self.sqa = sqa
+        replay = [alignment.samples[kind][i] for kind, i in alignment.order]  # stage 1's mix
+        self.samples = {"sqa": sqa.train, "replay": replay}
+        share = cfg.sqa.replay_share
+        self.order = mixed_order(self.samples, {"sqa": 1 - share, "replay": share}, cfg.seed)
+        self.val_samples = alignment.val_samples  # does the LLM keep stage 1's skills?
+
+    batch = AlignmentData.batch  # training items -> packed rows, as in stage 1
+
+
+def sft_losses(llm: LLM, mctp: MCTP, batch, grad_to_llm: bool = True) -> dict:
+    """LLM cross-entropy + mean MCTP cross-entropy over packed rows (one LLM forward)."""
+    logits, hidden = llm(batch.tokens, doc_ids=batch.doc_ids)  # [B, T, V], [B, T, C]
+    llm_ce = F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE)
+    modules = torch.stack(mctp_losses(llm, mctp, batch.tokens, batch.labels, batch.doc_ids,
+                                      hidden=hidden, detach=not grad_to_llm))  # [n_modules]
+    return {"loss": llm_ce + modules.mean(), "llm_ce": llm_ce.detach(), "mctp_ce": modules.mean().detach(),
+            "ce_first": modules[0].detach(), "ce_last": modules[-1].detach()}
+
+
+class Stage4Task:
+    name = STAGE
+    config_sections = SECTIONS
+
+    def __init__(self, cfg: Config, data: SFTData, llm: LLM, mctp: MCTP):
+        self.cfg, self.data = cfg, data
+        self.n_train = len(data.order)
+        self.model = SpeechLM(llm, mctp).requires_grad_(True)  # everything trains
+
+    def param_groups(self) -> list[dict]:
+        return decay_groups(self.model.llm) + decay_groups(self.model.mctp, self.cfg.sqa.mctp_lr_scale)
+
+    def loss(self, indices: list[int], device: torch.device) -> dict:
+        batch = self.data.batch(indices, self.cfg.llm.max_seq_len).to(device)
+        return sft_losses(self.model.llm, self.model.mctp, batch, self.cfg.sqa.mctp_grad_to_llm)
+
+    @torch.no_grad()
+    def evaluate(self, device: torch.device) -> dict:
+        """Teacher forced: the LLM's loss on stage 1's validation samples (forgetting), and the
+        LLM's and modules' audio accuracy on the seen-fact test answers (monitoring only)."""
+        row_len = self.cfg.llm.max_seq_len
+        out = sft_losses(self.model.llm, self.model.mctp, pack(self.data.val_samples, row_len).to(device))
+        metrics = {"val_llm_ce": out["llm_ce"].item(), "val_mctp_ce": out["mctp_ce"].item()}
+        if self.data.sqa.test_seen_samples:
+            table = module_accuracy(self.model.llm, self.model.mctp,
+                                    pack(self.data.sqa.test_seen_samples, row_len).to(device))
+            metrics.update({"sqa_llm_acc": table[0]["audio_acc"], "sqa_audio_acc_first": table[1]["audio_acc"],
+                            "sqa_audio_acc_last": table[-1]["audio_acc"]})
+        return metrics
+
+
+def format_report(m: dict) -> str:
+    lines = ["stage 4 results: spoken QA, Vanilla, greedy (right = the short answer is a word of "
+             "the answer)",
+             "  facts        questions   speech->text   speech->speech"]
+    for name, label in (("seen", "seen"), ("text_only", "text-only")):
+        r = m["spoken_qa"][name]
+        lines.append(f"  {label:<11}  {r['n']:>9}   {r['s2t'] * 100:11.1f}%   {r['s2s'] * 100:13.1f}%")
+    speed = m["spoken_qa"]["speed"]
+    first = (f"first audio chunk after {speed['first_audio_ms']:.0f} ms" if speed["first_audio_ms"] is not None
+             else "no audio chunk")
+    lines.append(f"  speed: {speed['tokens_per_s']:.0f} tokens/s, {first} "
+                 f"(mean over the {speed['answers_with_audio']} of {speed['answers']} answers with audio)")
+    for ex in m["spoken_qa"]["seen"]["examples"][:1] + m["spoken_qa"]["text_only"]["examples"][:1]:
+        lines.append(f"  e.g. {ex['question']!r} -> {ex['answer']!r} (judge hears {ex['heard']!r})")
+    lines.append(f"  wall time: {m['wall_seconds']:.0f} s (data and training {m['train_seconds']:.0f} s); "
+                 f"every mode: python -m vita_mini.eval")
+    return "\n".join(lines)
+
+
+def run_stage4(cfg: Config, device: torch.device, resume: bool = False, stop_after: int | None = None,
+               log=print) -> dict | None:
+    folder = stage_dir(cfg, STAGE)
+    t0 = time.perf_counter()
+    codec, judge, alignment = prepare_data(cfg, device, log)
+    sqa = load_spoken_qa(cfg, codec, log)
+    data = SFTData(cfg, sqa, alignment)
+    llm, mctp = load_speech_lm(cfg, "stage3", device)
+    task = Stage4Task(cfg, data, llm, mctp)
+    log(f"stage4: LLM and {len(mctp)} MCTP modules train together (modules at "
+        f"{cfg.sqa.mctp_lr_scale:g}x the LLM's learning rate); samples: spoken QA {len(sqa.train)}, "
+        f"replayed stage-1 share {cfg.sqa.replay_share:.0%}; test questions: "
+        f"{len(sqa.test_seen)} seen, {len(sqa.test_text)} text-only")
+    write_config(cfg, folder)
+    result = train(task, cfg, cfg.stage4, os.path.join(folder, "checkpoint.pt"), device, resume=resume,
+                   stop_after=stop_after, log=log)
+    if not result.finished:
+        return None
+    metrics = {"step": result.step, **(result.evals[-1] if result.evals else {})}
+    metrics["train_seconds"] = time.perf_counter() - t0
+    metrics["spoken_qa"] = spoken_qa_report(Engine(llm, task.model.mctp), codec, judge, sqa.test_seen,
+                                            sqa.test_text, cfg.synth.assistant_voice)
+    metrics["wall_seconds"] = time.perf_counter() - t0
+    save_json(os.path.join(folder, "metrics.json"), metrics)
+    log(format_report(metrics))
+    return metrics
+
+
+def load_stage4(cfg: Config, device: torch.device | str = "cpu") -> tuple[LLM, MCTP]:
+    """The fine-tuned LLM and cascade; a clear error naming the command if stage 4 is missing."""
+    return load_speech_lm(cfg, STAGE, device, why=" (spoken question answering comes from stage 4)")
