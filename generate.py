@@ -236,6 +236,7 @@ def stream_answer(engine: Engine, prompt: list[int], schedule, sampling: Samplin
         else:
             chunks.append(event)
     seconds = time.perf_counter() - start
+    chunks = [c for c in chunks if c.wav is not None]  # a BOA EOA with no codes in between is no sound
     print()
     first = f"the first after {chunks[0].seconds * 1000:.0f} ms" if chunks else "no audio"
     print(f"{len(tokens)} tokens in {seconds:.2f} s ({len(tokens) / seconds:.0f} tokens/s, mode "
