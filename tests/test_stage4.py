@@ -141,3 +141,34 @@ def test_spoken_qa_splits(tiny_full_run):
     n_spoken = sum(qa.spoken for qa in world.qa)
     assert len(data.train) == n_spoken * cfg.sqa.train_voices + n_spoken  # + the written questions
     assert all(not q.spoken_fact for q in data.test_text) and all(q.spoken_fact for q in data.test_seen)
+
+
+def test_tiny_model_learns_to_answer_aloud_in_vanilla_and_boost(tiny_cfg):
+    """Stage 4's loss, groups and scoring end to end: overfit two spoken questions, then answer
+    them by voice prompt in Vanilla (the LLM writes all) and Boost (the modules write the audio)."""
+    from vita_mini.audio.codec import AudioCodec
+    from vita_mini.audio.judge import JudgeASR
+    from vita_mini.config import TrainConfig
+    from vita_mini.eval.tasks import spoken_answer
+    from vita_mini.infer.engine import Engine
+
+    cfg = tiny_cfg
+    torch.manual_seed(0)
+    llm, mctp = LLM(cfg.llm, vocab_size(cfg.codec.codebook_size)), MCTP(cfg.llm, cfg.mctp.n_modules)
+    qa = [([1, 2, 3, 4], "ana lives in rome", list(range(5, 25))), ([9, 8, 7, 6], "bob has a cat", list(range(30, 50)))]
+    batch = pack([spoken_answer_sample(user_audio(q), a, c, cfg.data.ratio) for q, a, c in qa], 128)
+    task = Stage4Task(cfg, SimpleNamespace(order=[0]), llm, mctp)
+    optimizer = make_optimizer(task, TrainConfig(lr=1e-3, weight_decay=0.0))
+    for _ in range(200):
+        loss = sft_losses(llm, mctp, batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.1
+    codec, judge = AudioCodec(cfg.codec, cfg.audio).eval(), JudgeASR(cfg.judge, cfg.audio).eval()
+    engine = Engine(llm, mctp)
+    for question, answer, codes in qa:
+        for mode in ("vanilla", "boost"):
+            spoken = spoken_answer(engine, codec, judge, user_audio(question), 0, mode)
+            assert spoken.text == answer and answer_is_right(answer.split()[-1], spoken.text), mode
+            assert spoken.first_audio is not None  # it wrote audio chunks too

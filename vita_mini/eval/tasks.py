@@ -125,9 +125,10 @@ def spoken_qa_report(engine: Engine, codec: AudioCodec, judge: JudgeASR, seen: l
     out, answers = {}, []
     for name, questions in (("seen", seen), ("text_only", text_only)):
         result = spoken_qa_accuracy(engine, codec, judge, questions, voice, schedule)
-        answers += result.pop("answers")
+        these = result.pop("answers")
+        answers += these
         result["examples"] = [{"question": q.question, "answer": a.text, "heard": a.heard}
-                              for q, a in list(zip(questions, answers[-len(questions):]))[:2]]
+                              for q, a in list(zip(questions, these))[:2]]
         out[name] = result
     firsts = [a.first_audio for a in answers if a.first_audio is not None]
     out["speed"] = {"tokens_per_s": sum(a.n_tokens for a in answers) / max(1e-9, sum(a.seconds for a in answers)),
