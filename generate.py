@@ -25,11 +25,12 @@ the time to the first audio chunk and tokens/s. Decoding is greedy unless --temp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import torch
 
-from vita_mini.audio.wav import load_audio, write_wav
+from vita_mini.audio.wav import WavWriter, load_audio, write_wav
 from vita_mini.cli import run_main
 from vita_mini.config import PRESETS, get_config
 from vita_mini.eval.suite import MODE_NAMES, evaluate_and_report
@@ -222,31 +223,31 @@ def run_llm_task(args, cfg) -> int:
 
 def stream_answer(engine: Engine, prompt: list[int], schedule, sampling: Sampling, codec, voice: int,
                   out: str | None) -> None:
-    """Generate by ``schedule``: print the text as it is written, decode the audio chunk by
-    chunk, report the speed, and write the WAV (if ``out``) only once the answer is complete."""
+    """Generate by ``schedule``: print the text as it is written, decode and write the audio chunk
+    by chunk, report the speed; the WAV (if ``out``) appears only once the answer is complete."""
     start = time.perf_counter()
     tokens = []  # every generated token, also while streaming
     stream = stream_events(record(engine.generate(prompt, engine.llm.cfg.max_seq_len, schedule, sampling),
                                   tokens), codec, voice, start)
     chunks = []
-    print("text: ", end="", flush=True)
-    for event in stream:  # text as it is written; audio decoded chunk by chunk
-        if isinstance(event, TextPiece):
-            print(event.text, end="", flush=True)
-        else:
-            chunks.append(event)
-    seconds = time.perf_counter() - start
-    chunks = [c for c in chunks if c.wav is not None]  # a BOA EOA with no codes in between is no sound
-    print()
-    first = f"the first after {chunks[0].seconds * 1000:.0f} ms" if chunks else "no audio"
-    print(f"{len(tokens)} tokens in {seconds:.2f} s ({len(tokens) / seconds:.0f} tokens/s, mode "
-          f"{describe(schedule)}); {len(chunks)} audio chunks, {first}")
-    if out is None:
-        return
-    if not chunks:
-        raise VitaError("the model produced no audio tokens; no file written")
-    write_wav(out, torch.cat([c.wav for c in chunks]))
-    print(f"wrote {out}")
+    with WavWriter(out) if out else contextlib.nullcontext() as wav_file:  # renamed onto out at the end
+        print("text: ", end="", flush=True)
+        for event in stream:  # text as it is written; audio decoded and written chunk by chunk
+            if isinstance(event, TextPiece):
+                print(event.text, end="", flush=True)
+            elif event.wav is not None:  # (a BOA EOA with no codes in between is no sound)
+                chunks.append(event)
+                if wav_file:
+                    wav_file.write(event.wav)
+        seconds = time.perf_counter() - start
+        print()
+        first = f"the first after {chunks[0].seconds * 1000:.0f} ms" if chunks else "no audio"
+        print(f"{len(tokens)} tokens in {seconds:.2f} s ({len(tokens) / seconds:.0f} tokens/s, mode "
+              f"{describe(schedule)}); {len(chunks)} audio chunks, {first}")
+        if out and not chunks:
+            raise VitaError("the model produced no audio tokens; no file written")
+    if out:
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

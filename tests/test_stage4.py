@@ -143,7 +143,7 @@ def test_spoken_qa_splits(tiny_full_run):
     assert all(not q.spoken_fact for q in data.test_text) and all(q.spoken_fact for q in data.test_seen)
 
 
-def test_tiny_model_learns_to_answer_aloud_in_vanilla_and_boost(tiny_cfg):
+def test_tiny_model_learns_to_answer_aloud_in_vanilla_and_boost(tiny_cfg, tmp_path, capsys):
     """Stage 4's loss, groups and scoring end to end: overfit two spoken questions, then answer
     them by voice prompt in Vanilla (the LLM writes all) and Boost (the modules write the audio)."""
     from vita_mini.audio.codec import AudioCodec
@@ -172,3 +172,14 @@ def test_tiny_model_learns_to_answer_aloud_in_vanilla_and_boost(tiny_cfg):
             spoken = spoken_answer(engine, codec, judge, user_audio(question), 0, mode)
             assert spoken.text == answer and answer_is_right(answer.split()[-1], spoken.text), mode
             assert spoken.first_audio is not None  # it wrote audio chunks too
+    # generate.py's streaming path: text printed, audio decoded and written chunk by chunk
+    import generate
+    from vita_mini.audio.wav import read_wav
+    from vita_mini.infer.sampling import Sampling
+    out = tmp_path / "answer.wav"
+    prompt = prompt_tokens(SPOKEN_ANSWER_INSTRUCTION, user_audio(qa[0][0]))
+    generate.stream_answer(engine, prompt, (1, 10, 4, 10), Sampling(), codec, 0, str(out))
+    printed = capsys.readouterr().out
+    assert "text: ana lives in rome\n" in printed and "tokens/s" in printed and f"wrote {out}" in printed
+    samples, rate = read_wav(out)
+    assert rate == 16000 and samples.shape[1] == len(qa[0][2]) * codec.samples_per_token

@@ -190,3 +190,19 @@ def test_error_silent(tmp_path):
 def test_error_no_samples(tmp_path):
     make_wav(tmp_path / "o.wav", np.zeros((1, 0)))
     expect_error(tmp_path / "o.wav", "contains no audio samples", fn=load_audio)
+
+
+def test_wav_writer_streams_pieces_and_leaves_nothing_on_error(tmp_path):
+    from vita_mini.audio.wav import WavWriter
+    x = np.sin(np.linspace(0, 60, 3000)).astype(np.float32) * 0.5
+    with WavWriter(tmp_path / "out" / "a.wav") as w:
+        for piece in (x[:1000], torch.from_numpy(x[1000:2500]), x[2500:][None]):
+            w.write(piece)
+        assert not (tmp_path / "out" / "a.wav").exists()  # only once the block ends
+    write_wav(tmp_path / "b.wav", x)
+    assert (tmp_path / "out" / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with WavWriter(tmp_path / "c.wav") as w:
+            w.write(x)
+            raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.wav", "out"]  # no c.wav, no temporary file

@@ -12,6 +12,7 @@ message that names the file as given and says what is wrong.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import struct
@@ -138,13 +139,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> torch.Tenso
     return mono.float().contiguous()
 
 
-def write_wav(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_rate: int = 16000) -> None:
-    """Write mono audio (shape ``[N]`` or ``[1, N]``) as 16-bit PCM, atomically.
-
-    Samples are clipped to [-1, 1] and rounded to the nearest ``x * 32767``. The bytes go to a
-    temporary file in the target directory that is then renamed over ``path``, so readers never see
-    a half-written file. Parent directories are created.
-    """
+def _pcm16(wav: torch.Tensor | np.ndarray) -> bytes:
+    """Mono audio ``[N]`` or ``[1, N]`` as 16-bit PCM bytes: clipped to [-1, 1], x * 32767 rounded."""
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().cpu().float().numpy()
     x = np.asarray(wav, dtype=np.float32)
@@ -152,23 +148,75 @@ def write_wav(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_ra
         x = x[0]
     if x.ndim != 1:
         raise ValueError(f"write_wav expects shape [N] or [1, N], got {list(x.shape)}")
-    pcm = np.round(np.clip(np.nan_to_num(x), -1.0, 1.0) * 32767).astype("<i2")
+    return np.round(np.clip(np.nan_to_num(x), -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # os.open with mode 0o666 honours the umask, unlike tempfile's private 0o600.
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
-            with wave.open(f, "wb") as w:
-                w.setnchannels(1)
-                w.setsampwidth(2)
-                w.setframerate(int(sample_rate))
-                w.writeframes(pcm.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except OSError as e:
-        raise VitaError(f"cannot write audio file {str(path)!r}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)  # no-op after a successful rename
+
+class WavWriter:
+    """Write mono 16-bit PCM piece by piece (``write``), atomically: inside ``with WavWriter(path)
+    as w:`` the pieces go to a hidden temporary file in the target directory, renamed over ``path``
+    when the block ends without an error and deleted when it raises, so readers never see a
+    half-written file and a failed run leaves none behind. Parent directories are created."""
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int = 16000):
+        self.path, self.sample_rate = path, int(sample_rate)
+        self.target = Path(path)
+        self.tmp = self.target.with_name(f".{self.target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        self._file = self._wave = None
+
+    def _fail(self, e: OSError) -> VitaError:
+        return VitaError(f"cannot write audio file {str(self.path)!r}: {e.strerror or e}")
+
+    def __enter__(self) -> WavWriter:
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            # os.open with mode 0o666 honours the umask, unlike tempfile's private 0o600.
+            self._file = open(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
+            self._wave = wave.open(self._file, "wb")
+            self._wave.setnchannels(1)
+            self._wave.setsampwidth(2)
+            self._wave.setframerate(self.sample_rate)
+        except OSError as e:
+            self._close()
+            raise self._fail(e) from None
+        return self
+
+    def write(self, wav: torch.Tensor | np.ndarray) -> None:
+        """Append mono audio ([N] or [1, N], float in [-1, 1])."""
+        self.write_pcm(_pcm16(wav))
+
+    def write_pcm(self, pcm: bytes) -> None:
+        try:
+            self._wave.writeframes(pcm)
+        except OSError as e:
+            raise self._fail(e) from None
+
+    def _close(self) -> None:
+        for f in (self._wave, self._file):
+            if f is not None:
+                with contextlib.suppress(OSError):  # after a failure: the temporary file goes anyway
+                    f.close()
+        self._wave = self._file = None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._wave.close()  # writes the final sizes into the header
+                self._wave = None
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._close()
+                os.replace(self.tmp, self.target)
+        except OSError as e:
+            raise self._fail(e) from None
+        finally:
+            self._close()
+            self.tmp.unlink(missing_ok=True)  # no-op after a successful rename
+
+
+def write_wav(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_rate: int = 16000) -> None:
+    """Write mono audio (shape ``[N]`` or ``[1, N]``) as 16-bit PCM, atomically (``WavWriter``).
+
+    Samples are clipped to [-1, 1] and rounded to the nearest ``x * 32767``."""
+    pcm = _pcm16(wav)  # a bad shape fails before any file exists
+    with WavWriter(path, sample_rate) as w:
+        w.write_pcm(pcm)
