@@ -43,7 +43,7 @@ from vita_mini.train.loop import decay_groups, train, write_config
 from vita_mini.train.mctp_stages import SpeechLM, load_speech_lm, mctp_losses, module_accuracy
 from vita_mini.train.stage0 import stage_dir
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
-from vita_mini.train.stage1 import AlignmentData, encode_corpus, prepare_data
+from vita_mini.train.stage1 import AlignmentData, encode_corpus, lm_loss, prepare_data
 
 STAGE = "stage4"
 SECTIONS = STAGE1_SECTIONS + ["mctp", "stage2", "stage3", "sqa", "stage4"]
@@ -100,8 +100,8 @@ class Stage4Task:
         """Teacher forced: the LLM's loss on stage 1's validation samples (forgetting), and the
         LLM's and modules' audio accuracy on the seen-fact test answers (monitoring only)."""
         row_len = self.cfg.llm.max_seq_len
-        out = sft_losses(self.model.llm, self.model.mctp, pack(self.data.val_samples, row_len).to(device))
-        metrics = {"val_llm_ce": out["llm_ce"].item(), "val_mctp_ce": out["mctp_ce"].item()}
+        val = pack(self.data.val_samples, row_len).to(device)
+        metrics = {"val_llm_ce": lm_loss(self.model.llm, val.tokens, val.labels, val.doc_ids)[0].item()}
         if self.data.sqa.test_seen_samples:
             table = module_accuracy(self.model.llm, self.model.mctp,
                                     pack(self.data.sqa.test_seen_samples, row_len).to(device))
