@@ -12,6 +12,7 @@
     python generate.py --task chat --text "where does ana live" --mode boost
     python generate.py --benchmark                 # speed of the four modes, random weights
     python generate.py --benchmark --tokens 256 --json speed.json
+    python generate.py --benchmark --dtype bfloat16   # as the paper measures (fast on CPUs with AMX)
     python generate.py --eval [--json results.json] [--modes vanilla turbo] [--figures figs]
 
 ``tokenize``, ``resynth`` and ``judge`` need stage 0 (python train.py --stage 0); ``asr``,
@@ -60,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--benchmark", action="store_true",
                         help="time Vanilla/Balance/Boost/Turbo on random weights at three sizes")
     parser.add_argument("--tokens", type=int, default=1024, help="new tokens per benchmark run")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="weights and activations of the benchmark models (bfloat16 as in the paper)")
     parser.add_argument("--json", help="also write the benchmark rows (or --eval results) to this JSON file")
     parser.add_argument("--eval", action="store_true",
                         help="the evaluation suite on the test split (python -m vita_mini.eval)")
@@ -104,7 +107,8 @@ def main(argv=None) -> int:
     if args.benchmark:
         if args.tokens < 11:
             raise VitaError(f"--tokens {args.tokens}: the benchmark needs at least 11 (one audio chunk)")
-        run_benchmark(vocab_size(cfg.codec.codebook_size), args.tokens, json_path=args.json)
+        run_benchmark(vocab_size(cfg.codec.codebook_size), args.tokens, json_path=args.json,
+                      dtype=getattr(torch, args.dtype))
         return 0
     if not args.task:
         raise VitaError(f"give --task ({', '.join(TASKS)}), --eval or --benchmark")

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
-from vita_mini.data.world import World
-from vita_mini.vocab import (ASR_INSTRUCTION, COPY_INSTRUCTION, PAD, TEXT_INSTRUCTION, TTS_INSTRUCTION, Sample,
+from vita_mini.data.world import CHARSET, World
+from vita_mini.vocab import (ASR_INSTRUCTION, COPY_INSTRUCTION, N_BYTES, PAD, TEXT_INSTRUCTION, TTS_INSTRUCTION, Sample,
                              audio_ids, chat_tokens, interleave, text_ids, user_audio)
 
 IGNORE = -100  # label of positions that carry no loss
@@ -78,38 +78,65 @@ class Batch:
     tokens: torch.Tensor  # [R, L] input ids
     labels: torch.Tensor  # [R, L] next-token targets, IGNORE where no loss
     doc_ids: torch.Tensor  # [R, L] which packed sample each position belongs to
+    noisy: torch.Tensor | None = None  # [R, L] bool: positions of samples flagged for noisy_inputs
 
     def to(self, device) -> Batch:
-        return Batch(self.tokens.to(device), self.labels.to(device), self.doc_ids.to(device))
+        noisy = None if self.noisy is None else self.noisy.to(device)
+        return Batch(self.tokens.to(device), self.labels.to(device), self.doc_ids.to(device), noisy)
 
 
-def pack(samples: list[Sample], row_len: int) -> Batch:
-    """First-fit samples into rows of ``row_len``; labels[i] = ids[i + 1] where that is a target."""
-    rows: list[list[Sample]] = []
-    for s in sorted(samples, key=len, reverse=True):
-        if len(s) > row_len:
-            raise ValueError(f"a sample of {len(s)} tokens does not fit llm.max_seq_len={row_len}")
+def pack(samples: list[Sample], row_len: int, noisy: list[bool] | None = None) -> Batch:
+    """First-fit samples into rows of ``row_len``; labels[i] = ids[i + 1] where that is a target.
+
+    ``noisy``: one flag per sample; ``Batch.noisy`` marks the positions of the flagged ones."""
+    flags = noisy or [False] * len(samples)
+    rows: list[list[int]] = []  # indices into samples
+    for i in sorted(range(len(samples)), key=lambda i: len(samples[i]), reverse=True):
+        if len(samples[i]) > row_len:
+            raise ValueError(f"a sample of {len(samples[i])} tokens does not fit llm.max_seq_len={row_len}")
         for row in rows:
-            if sum(map(len, row)) + len(s) <= row_len:
-                row.append(s)
+            if sum(len(samples[j]) for j in row) + len(samples[i]) <= row_len:
+                row.append(i)
                 break
         else:
-            rows.append([s])
+            rows.append([i])
     tokens = torch.full((len(rows), row_len), PAD, dtype=torch.long)
     labels = torch.full((len(rows), row_len), IGNORE, dtype=torch.long)
     doc_ids = torch.zeros((len(rows), row_len), dtype=torch.long)
+    is_noisy = torch.zeros((len(rows), row_len), dtype=torch.bool)
     for r, row in enumerate(rows):
         pos = 0
-        for d, s in enumerate(row):
-            n = len(s)
+        for d, i in enumerate(row):
+            s, n = samples[i], len(samples[i])
             tokens[r, pos:pos + n] = torch.tensor(s.ids)
             targets = torch.tensor(s.ids[1:])
             is_target = torch.tensor(s.target[1:])
             labels[r, pos:pos + n - 1] = torch.where(is_target, targets, IGNORE)
             doc_ids[r, pos:pos + n] = d
+            is_noisy[r, pos:pos + n] = flags[i]
             pos += n
         doc_ids[r, pos:] = len(row)  # padding: a document of its own
-    return Batch(tokens, labels, doc_ids)
+    return Batch(tokens, labels, doc_ids, is_noisy)
+
+
+def noisy_inputs(batch: Batch, share: float) -> torch.Tensor:
+    """A copy of ``batch.tokens`` [R, L] in which ``share`` of the assistant's text tokens, as
+    *inputs*, are replaced by random letters, in the samples flagged noisy (labels stay clean;
+    draws from torch's generator).
+
+    Teacher forcing lets a small LLM finish a word from its first letters without listening to
+    the audio it transcribes: "carl comes to d..." -> "cairo". With some of its own previous
+    letters unreliable, it must keep reading the user's turn: the "word dropout" of Bowman et
+    al. (2016) for conditioned decoders. Stage 1 flags its ASR samples (``data.input_noise``).
+    Assistant inputs are the positions that carry a label (vocab.py: the loss covers the answer)."""
+    tokens = batch.tokens
+    if share <= 0 or batch.noisy is None:
+        return tokens
+    is_text = (tokens >= 0) & (tokens < N_BYTES)
+    hit = batch.noisy & (batch.labels != IGNORE) & is_text & (torch.rand(tokens.shape) < share)
+    letters = torch.tensor(list(CHARSET.encode()), dtype=tokens.dtype)
+    random_letters = letters[torch.randint(len(letters), tokens.shape)]
+    return torch.where(hit, random_letters, tokens)
 
 
 def mixed_order(kinds: dict[str, list], mix: dict[str, float], seed: int) -> list[tuple[str, int]]:

@@ -39,7 +39,7 @@ from vita_mini.vocab import BOOST_RATIO
 
 # (name, config): the toy LLM, a 12-layer and a 24-layer model; head_dim 64 from 512 on
 SIZES = [
-    ("toy 4L-256", LLMConfig(d_model=256, n_layers=4, n_heads=8, n_kv_heads=2, d_ff=704)),
+    ("toy 6L-192", LLMConfig()),
     ("12L-512", LLMConfig(d_model=512, n_layers=12, n_heads=8, n_kv_heads=2, d_ff=1408)),
     ("24L-768", LLMConfig(d_model=768, n_layers=24, n_heads=12, n_kv_heads=2, d_ff=2048)),
 ]
@@ -49,6 +49,7 @@ SIZES = [
 class Row:
     size: str
     params_m: float
+    dtype: str
     mode: str
     total_s: float
     tokens_per_s: float
@@ -78,10 +79,11 @@ def mean(xs: list[float]) -> float:
 
 @torch.no_grad()
 def benchmark_size(name: str, cfg: LLMConfig, vocab: int, n_new: int, n_prompt: int = 32,
-                   n_modules: int = 10, modes=tuple(MODES), seed: int = 0) -> list[Row]:
+                   n_modules: int = 10, modes=tuple(MODES), seed: int = 0,
+                   dtype: torch.dtype = torch.float32) -> list[Row]:
     cfg = LLMConfig(**{**asdict(cfg), "max_seq_len": n_prompt + n_new})
     torch.manual_seed(seed)
-    llm, mctp = LLM(cfg, vocab).eval(), MCTP(cfg, n_modules).eval()
+    llm, mctp = LLM(cfg, vocab).eval().to(dtype), MCTP(cfg, n_modules).eval().to(dtype)
     engine = Engine(llm, mctp)
     prompt = torch.randint(0, vocab, (n_prompt,), generator=torch.Generator().manual_seed(seed)).tolist()
     chunk = BOOST_RATIO[0] + BOOST_RATIO[1]
@@ -96,7 +98,7 @@ def benchmark_size(name: str, cfg: LLMConfig, vocab: int, n_new: int, n_prompt: 
         c = mean(run["llm"][1:]) / llm_step
         m, k = MODES[mode][-2:]
         with_catchup = 1.0 if k == 0 else (m + k) / (m * c + k * r)
-        rows.append(Row(name, n_params, mode, run["total"], n_new / run["total"],
+        rows.append(Row(name, n_params, str(dtype).removeprefix("torch."), mode, run["total"], n_new / run["total"],
                         runs["vanilla"]["total"] / run["total"], run["stamps"][min(chunk, n_new) - 1],
                         r, ideal_speedup(MODES[mode], r), c, with_catchup))
     return rows
@@ -116,12 +118,12 @@ def format_table(rows: list[Row]) -> str:
 
 
 def run_benchmark(vocab: int, n_new: int = 1024, sizes=None, json_path: str | None = None,
-                  log=print) -> list[Row]:
+                  dtype: torch.dtype = torch.float32, log=print) -> list[Row]:
     log(f"benchmark: random weights, 32 prompt tokens, {n_new} new tokens, vocabulary {vocab}, "
-        f"greedy, batch 1, device cpu, {torch.get_num_threads()} threads")
+        f"greedy, batch 1, device cpu, {torch.get_num_threads()} threads, {dtype}")
     rows = []
     for i, (name, cfg) in enumerate(sizes or SIZES):
-        new = benchmark_size(name, cfg, vocab, n_new)
+        new = benchmark_size(name, cfg, vocab, n_new, dtype=dtype)
         table = format_table(new).split("\n")
         log("\n".join(table if i == 0 else table[2:]))  # the header once, then rows as they come
         rows += new

@@ -12,7 +12,9 @@ What the paper uses for all four stages (REFERENCE.md "Four training stages"): A
 * checkpoints are written atomically every ``checkpoint_every`` steps, at the end, and when the
   run is interrupted (Ctrl-C): an interrupted run loses nothing, a killed one loses at most the
   steps since its last checkpoint;
-* bf16 autocast on CUDA only (CPU and MPS train in fp32).
+* bf16 autocast where the hardware multiplies bf16 natively (``precision="auto"``: CUDA, and
+  CPUs with AMX tiles such as Intel Xeon since Sapphire Rapids); fp32 elsewhere, where bf16
+  would be emulated and slower. ``precision=fp32`` or ``bf16`` in a stage's config forces it.
 """
 
 from __future__ import annotations
@@ -52,10 +54,21 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; a no-op elsewhere."""
+def native_bf16(device: torch.device) -> bool:
+    """Does ``device`` multiply bf16 matrices in hardware? CUDA yes; a CPU if it has AMX tiles."""
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return True
+    is_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so guarded
+    return device.type == "cpu" and bool(is_amx and is_amx())
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast (``precision`` "bf16", or "auto" where native_bf16), else a no-op (fp32)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise VitaError(f"precision={precision!r}: choose auto, bf16 or fp32")
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
+        if device.type in ("cuda", "cpu"):
+            return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -188,7 +201,7 @@ def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,
             lr = lr_at(step, tcfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
-            with autocast(device):
+            with autocast(device, tcfg.precision):
                 out = task.loss(sampler.next(), device)
             loss = out["loss"]
             if not torch.isfinite(loss):
@@ -208,7 +221,7 @@ def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,
                 bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.1e}")
             if step % tcfg.eval_every == 0 or step == tcfg.steps:
                 model.eval()
-                with torch.no_grad(), autocast(device):
+                with torch.no_grad(), autocast(device, tcfg.precision):
                     metrics = {"step": step, **task.evaluate(device)}
                 evals.append(metrics)
                 bar.write(f"[{task.name} step {step}] " + "  ".join(

@@ -26,8 +26,8 @@ from vita_mini.audio.features import LogMel
 from vita_mini.config import Config
 from vita_mini.data.corpus import Corpus, load_corpus, make_world
 from vita_mini.data.world import word_salad
-from vita_mini.data.samples import (IGNORE, asr_sample, copy_sample, mixed_order, pack, text_qa_split,
-                                    text_sample, tts_sample)
+from vita_mini.data.samples import (IGNORE, asr_sample, copy_sample, mixed_order, noisy_inputs, pack,
+                                    text_qa_split, text_sample, tts_sample)
 from vita_mini.eval.tasks import asr_cer, text_qa_accuracy, tts_judge_cer
 from vita_mini.model.llm import LLM
 from vita_mini.train.checkpoint import load_finished, load_state_strict, save_json
@@ -92,8 +92,11 @@ class AlignmentData:
         self.test_texts = [corpus.texts[u] for u in split["test"]]
 
     def batch(self, indices: list[int], row_len: int):
-        """Training items ``indices`` packed into rows (data/samples.py ``pack``)."""
-        return pack([self.samples[kind][i] for kind, i in (self.order[j] for j in indices)], row_len)
+        """Training items ``indices`` packed into rows (data/samples.py ``pack``); the ASR samples
+        are flagged for ``noisy_inputs``."""
+        items = [self.order[j] for j in indices]
+        return pack([self.samples[kind][i] for kind, i in items], row_len,
+                    noisy=[kind == "asr" for kind, _ in items])
 
 
 class Stage1Task:
@@ -111,8 +114,8 @@ class Stage1Task:
 
     def loss(self, indices: list[int], device: torch.device) -> dict:
         batch = self.data.batch(indices, self.cfg.llm.max_seq_len)
-        loss, _ = lm_loss(self.model, batch.tokens.to(device), batch.labels.to(device),
-                          batch.doc_ids.to(device))
+        tokens = noisy_inputs(batch, self.cfg.data.input_noise)
+        loss, _ = lm_loss(self.model, tokens.to(device), batch.labels.to(device), batch.doc_ids.to(device))
         return {"loss": loss}
 
     @torch.no_grad()
