@@ -196,3 +196,6 @@ def test_benchmark_reports_every_mode_and_size(tmp_path):
     assert all(r.speedup == 1.0 and r.ideal_speedup == 1.0 for r in rows if r.mode == "vanilla")
     import json
     assert len(json.loads(path.read_text())) == 8
+    assert {r.dtype for r in rows} == {"float32"}
+    half = run_benchmark(V, n_new=12, sizes=sizes[:1], dtype=torch.bfloat16, log=lambda *_: None)
+    assert {r.dtype for r in half} == {"bfloat16"} and len(half) == len(MODES)

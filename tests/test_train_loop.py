@@ -44,6 +44,20 @@ def test_pick_device():
         pick_device("gpu-please")
 
 
+def test_precision_choices():
+    from vita_mini.train.loop import autocast, native_bf16
+
+    cpu = torch.device("cpu")
+    with autocast(cpu, "bf16"):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    with autocast(cpu, "fp32"):
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast(cpu, "auto"):
+        assert torch.is_autocast_enabled("cpu") == native_bf16(cpu)
+    with pytest.raises(VitaError, match="precision='fp16': choose auto, bf16 or fp32"):
+        autocast(cpu, "fp16")
+
+
 def _task(cfg):
     return Stage0Task(cfg, load_corpus(cfg, log=lambda s: None))
 

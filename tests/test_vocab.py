@@ -1,6 +1,9 @@
 import pytest
 
-from vita_mini.data.samples import IGNORE, asr_sample, pack, text_sample, tts_sample
+import torch
+
+from vita_mini.data.samples import IGNORE, asr_sample, noisy_inputs, pack, text_sample, tts_sample
+from vita_mini.data.world import CHARSET
 from vita_mini.vocab import (ASSISTANT, AUDIO_OFFSET, BOA, END, EOA, N_BYTES, PAD, SPECIALS,
                              audio_ids, chat_tokens, check_ratio, decode_audio, decode_text,
                              expand_audio_placeholders, interleave, prompt_tokens, text_ids,
@@ -97,6 +100,25 @@ def test_pack_keeps_samples_apart_and_labels_only_targets():
     assert (batch.tokens == PAD).any()  # padding is there, with a doc id of its own
     with pytest.raises(ValueError, match="does not fit"):
         pack(samples, row_len=10)
+
+
+def test_input_noise_touches_only_the_answer_text_of_flagged_samples():
+    samples = [asr_sample([5] * 30, "the cat sleeps in the park"), tts_sample([6] * 40, "a dog", (1, 10, 4, 10)),
+               text_sample("where is the cat", "the cat is in the park")]
+    batch = pack(samples, row_len=128, noisy=[True, False, False])
+    assert torch.equal(noisy_inputs(batch, 0.0), batch.tokens)
+    torch.manual_seed(0)
+    noisy = noisy_inputs(batch, 1.0)  # every eligible input replaced
+    changed = noisy != batch.tokens
+    eligible = batch.noisy & (batch.labels != IGNORE) & (batch.tokens < N_BYTES)
+    assert changed.any() and not (changed & ~eligible).any()  # nothing outside the ASR answer's text
+    assert set(noisy[eligible].tolist()) <= set(CHARSET.encode())  # random letters or space
+    answer = (batch.labels != IGNORE) & batch.noisy
+    assert (batch.tokens[answer] >= N_BYTES).sum() == 1  # only <|assistant|> itself is not text
+    assert batch.noisy.sum() == len(samples[0])  # one flag per position of the flagged sample
+    torch.manual_seed(0)
+    some = noisy_inputs(batch, 0.3)
+    assert 0 < (some != batch.tokens).sum() < changed.sum()
 
 
 def test_audio_placeholders():
