@@ -13,8 +13,8 @@ What the paper uses for all four stages (REFERENCE.md "Four training stages"): A
   run is interrupted (Ctrl-C): an interrupted run loses nothing, a killed one loses at most the
   steps since its last checkpoint;
 * bf16 autocast where the hardware multiplies bf16 natively (``precision="auto"``: CUDA, and
-  CPUs with AMX tiles such as Intel Xeon since Sapphire Rapids); fp32 elsewhere, where bf16
-  would be emulated and slower. ``precision=fp32`` or ``bf16`` in a stage's config forces it.
+  CPUs with AMX tiles such as Intel Xeon since Sapphire Rapids), fp32 elsewhere;
+  ``precision=fp32`` or ``bf16`` in a stage's config forces it.
 """
 
 from __future__ import annotations

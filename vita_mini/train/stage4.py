@@ -6,7 +6,7 @@ and speech out) plus a little of the earlier data, the modules at ten times the 
 learning rate. Here:
 
     start   the finished stage-3 LLM and cascade (load_speech_lm(cfg, "stage3"))
-    data    spoken-QA samples (data/spoken_qa.py) and, as a share ``sqa.replay_share`` (5%) of
+    data    spoken-QA samples (data/spoken_qa.py) and, as a share ``sqa.replay_share`` (30%) of
             the samples, stage 1's samples in stage 1's mix (ASR, TTS, text), so the model
             keeps what it learned there; packed as in stage 1
     groups  the LLM (embedding, layers, final norm, head) at lr; the modules at
