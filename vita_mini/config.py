@@ -112,7 +112,7 @@ class LLMConfig:
     d_model: int = 192
     n_layers: int = 6
     n_heads: int = 6
-    n_kv_heads: int = 6  # = n_heads (plain multi-head, GQA's limit case); the small preset groups
+    n_kv_heads: int = 6  # = n_heads: plain multi-head, the limit case of GQA (small groups 12 by 4)
     d_ff: int = 512
     rope_theta: float = 10000.0
     rms_eps: float = 1e-6
@@ -167,7 +167,7 @@ class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     codec: CodecConfig = field(default_factory=CodecConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
-    # the tokenizer trains in fp32 on a CPU: its measured numbers (README) are fp32's
+    # stage 0 of toy (and tiny) stays in fp32: its measured numbers (README) are fp32's
     stage0: TrainConfig = field(default_factory=lambda: TrainConfig(precision="fp32"))
     llm: LLMConfig = field(default_factory=LLMConfig)
     data: DataConfig = field(default_factory=DataConfig)
