@@ -2,8 +2,9 @@
 
 As in the paper (Section 5): ASR is scored by the error rate of the transcript; TTS by
 transcribing the generated speech with a separate recognizer (Whisper there, our judge here)
-and scoring it against the input text; question answering by whether the answer is right; spoken QA (Section 4) both from the
-answer's text (speech-to-text) and from its audio, transcribed by the judge (speech-to-speech).
+and scoring it against the input text; question answering by whether the answer is right;
+spoken QA both from the answer's text (speech-to-text) and from its audio, transcribed by the
+judge (speech-to-speech).
 All decoding here is greedy; speech can also be generated with the MCTP modules by a schedule.
 """
 
