@@ -146,19 +146,23 @@ class Attention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v)  # [B, Hkv, S, D], S = cached + T
-        S = k.size(2)
-        if T == 1 and mask is None:
-            # Decode step: one query sees every key, so no mask is needed, and the H/Hkv query
-            # heads sharing a k/v head can be stacked as "positions" of that head: GQA with no
-            # copy of the cache. [B, H, 1, D] -> [B, Hkv, H/Hkv, D] -> back to [B, H, 1, D].
-            y = F.scaled_dot_product_attention(q.view(B, Hkv, H // Hkv, D), k, v)
-            y = y.reshape(B, H, 1, D)
-        else:
-            if H != Hkv:  # repeat each k/v head for its H/Hkv query heads (HF's repeat_kv)
-                k = k.repeat_interleave(H // Hkv, dim=1)  # [B, H, S, D]
-                v = v.repeat_interleave(H // Hkv, dim=1)
-            if mask is None and S != T:  # new queries after a cache: offset causal mask
+        S, G = k.size(2), H // Hkv
+        if cache is not None or (T == 1 and mask is None):
+            # Decoding: the G = H/Hkv query heads that share a k/v head are stacked as G*T
+            # "positions" of that head, so GQA reads the cache in place, never copying it.
+            # [B, H, T, D] -> [B, Hkv, G*T, D] -> back to [B, H, T, D]. One query (T = 1) sees
+            # every key and needs no mask; T new queries after S-T cached ones (prefill, or a
+            # catch-up after MCTP steps) get the offset causal mask [T, S], once per head.
+            if mask is None and T > 1:
                 mask = causal_mask(T, S, x.device)
+            if mask is not None and mask.dim() == 2 and G > 1:
+                mask = mask.repeat(G, 1)  # [G*T, S]
+            y = F.scaled_dot_product_attention(q.reshape(B, Hkv, G * T, D), k, v, attn_mask=mask)
+            y = y.view(B, H, T, D)
+        else:  # training: whole sequences, causal or with the packed-documents mask
+            if G > 1:  # repeat each k/v head for its G query heads (HF's repeat_kv)
+                k = k.repeat_interleave(G, dim=1)  # [B, H, T, D]
+                v = v.repeat_interleave(G, dim=1)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                                is_causal=mask is None)  # [B, H, T, D]
         return self.o_proj(y.transpose(1, 2).reshape(B, T, H * D))  # [B, T, C]
@@ -267,7 +271,7 @@ class LLM(nn.Module):
         else:
             start = 0 if cache is None else cache[0].length
             positions = torch.arange(start, start + T, device=x.device)  # [T]
-            if start > 0 and T > 1:  # catch-up chunk: build the offset mask once for all layers
+            if cache is not None and T > 1:  # prefill or catch-up: the mask once for all layers
                 mask = causal_mask(T, start + T, x.device)
         cos, sin = self.rotary_emb(positions, x.dtype)  # [T, D] or [B, T, D]
         if cache is not None and len(cache) != len(self.layers):
