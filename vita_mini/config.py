@@ -137,6 +137,7 @@ class MCTPConfig:
     """The MCTP cascade (model/mctp.py): light modules that write tokens from LLM states."""
 
     n_modules: int = 10  # stage 3's cascade (stage 2 trains one)
+    own_guesses: bool = False  # stage 3: modules read their predecessor's guesses, not the true tokens
 
 
 @dataclass
@@ -177,10 +178,10 @@ class Config:
     stage2: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=800, batch_size=16, lr=1e-3, eval_every=400, checkpoint_every=100))
     stage3: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=120, batch_size=16, lr=1e-3, eval_every=60, checkpoint_every=40))
+        steps=240, batch_size=16, lr=2e-3, eval_every=120, checkpoint_every=40))
     sqa: SpokenQAConfig = field(default_factory=SpokenQAConfig)
     stage4: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=300, batch_size=16, lr=5e-4, eval_every=100, checkpoint_every=50))
+        steps=400, batch_size=16, lr=5e-4, eval_every=200, checkpoint_every=50))
 
     def resolved_run_dir(self) -> str:
         return self.run_dir or f"runs/{self.preset}"
