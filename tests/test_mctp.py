@@ -108,29 +108,3 @@ def test_a_stage_step_moves_only_the_modules():
 def test_cascade_needs_a_module():
     with pytest.raises(ValueError, match="at least one module"):
         MCTP(CFG, 0)
-
-
-def test_own_guesses_replace_answer_tokens_by_the_previous_modules_guess():
-    """With own_guesses, module k >= 1 reads at q module k-1's argmax from q-1 (a plain loop
-    over modules as the reference); module 0 and positions outside the mask keep x_q."""
-    llm, mctp = make(3)
-    tokens = torch.randint(0, V, (2, 14))
-    own = torch.zeros(2, 14, dtype=torch.bool)
-    own[:, 6:] = True  # the "answer" part
-    with torch.no_grad():
-        _, hidden = llm(tokens, return_logits=False)
-        plain = mctp(llm, tokens, hidden)
-        got = mctp(llm, tokens, hidden, own_guesses=own)
-        torch.testing.assert_close(got[0], plain[0])
-        prev = got[0]
-        positions = torch.arange(14)
-        cos, sin = llm.rotary_emb(positions)
-        for k in (1, 2):
-            guess = llm.lm_head(prev).argmax(-1)  # [B, T]: module k-1's guess of x_{q+1}
-            inputs = tokens.clone()
-            inputs[:, 6:] = guess[:, 5:-1]
-            shifted = torch.cat([torch.zeros_like(prev[:, :1]), prev[:, :-1]], dim=1)
-            want = mctp.mods[k](llm, llm.embed(inputs), shifted, cos, sin)
-            torch.testing.assert_close(got[k], want)
-            assert not torch.allclose(got[k], plain[k])
-            prev = want

@@ -137,7 +137,6 @@ class MCTPConfig:
     """The MCTP cascade (model/mctp.py): light modules that write tokens from LLM states."""
 
     n_modules: int = 10  # stage 3's cascade (stage 2 trains one)
-    own_guesses: bool = False  # stage 3: modules read their predecessor's guesses, not the true tokens
 
 
 @dataclass

@@ -88,17 +88,12 @@ class MCTP(nn.Module):
 
     # ---- training: every module over whole sequences, teacher forced -------------------------
     def forward(self, llm: LLM, tokens: torch.Tensor, llm_hidden: torch.Tensor,
-                doc_ids: torch.Tensor | None = None,
-                own_guesses: torch.Tensor | None = None) -> list[torch.Tensor]:
+                doc_ids: torch.Tensor | None = None) -> list[torch.Tensor]:
         """tokens [B, T] and the LLM's hidden states [B, T, C] -> [h^0, h^1, ...], each [B, T, C].
 
         Module k at position q reads x_q and h^{k-1}_{q-1}; at the first position of a row or of
         a packed document there is no previous state, and it reads zeros (as the engine does at
-        position 0). With doc_ids, attention stays inside each document and RoPE restarts.
-
-        own_guesses [B, T] bool (optional): where True, module k >= 1 reads at q not the true
-        x_q but module k-1's greedy guess of it (made at q-1), as it does when generating a run
-        of MCTP tokens. Only the token changes; training still targets the true next token."""
+        position 0). With doc_ids, attention stays inside each document and RoPE restarts."""
         B, T = tokens.shape
         if doc_ids is None:
             positions, mask = torch.arange(T, device=tokens.device), None
@@ -111,14 +106,9 @@ class MCTP(nn.Module):
         cos, sin = llm.rotary_emb(positions, embeds.dtype)
         keep = (~starts).unsqueeze(-1).to(embeds.dtype)  # [B, T, 1]
         outputs, prev = [], llm_hidden
-        for k, module in enumerate(self.mods):
-            inputs = embeds
-            if own_guesses is not None and k > 0:
-                with torch.no_grad():
-                    guess = F.pad(llm.lm_head(prev[:, :-1]).argmax(-1), (1, 0))  # [B, T]: of x_q
-                inputs = llm.embed(torch.where(own_guesses & ~starts, guess, tokens))
+        for module in self.mods:
             shifted = F.pad(prev[:, :-1], (0, 0, 1, 0)) * keep  # [B, T, C]: h_{q-1}, 0 at starts
-            prev = module(llm, inputs, shifted, cos, sin, mask=mask)
+            prev = module(llm, embeds, shifted, cos, sin, mask=mask)
             outputs.append(prev)
         return outputs
 

@@ -51,28 +51,23 @@ class SpeechLM(nn.Module):
 
 
 def mctp_logits(llm: LLM, mctp: MCTP, tokens, doc_ids, hidden: torch.Tensor | None = None,
-                detach: bool = True, own_guesses: torch.Tensor | None = None):
+                detach: bool = True):
     """Teacher-forced logits of every module [B, T, V] (a list), on a detached LLM pass
     (``hidden``: the LLM's hidden states of ``tokens``, if already computed; ``detach=False``
     lets the modules' gradient reach the LLM through them, as stage 4 may)."""
     if hidden is None:
         with torch.no_grad():
             _, hidden = llm(tokens, doc_ids=doc_ids, return_logits=False)
-    return [llm.lm_head(h) for h in mctp(llm, tokens, hidden.detach() if detach else hidden, doc_ids,
-                                         own_guesses)]
+    return [llm.lm_head(h) for h in mctp(llm, tokens, hidden.detach() if detach else hidden, doc_ids)]
 
 
 def mctp_losses(llm: LLM, mctp: MCTP, tokens, labels, doc_ids, hidden: torch.Tensor | None = None,
-                detach: bool = True, own_guesses: bool = False) -> list[torch.Tensor]:
-    """Cross-entropy of each module against its own targets (one scalar per module).
-
-    own_guesses: modules after the first read their predecessor's guesses of the answer's
-    tokens instead of the true ones (MCTP.forward), as they do when generating."""
+                detach: bool = True) -> list[torch.Tensor]:
+    """Cross-entropy of each module against its own targets (one scalar per module)."""
     positions = doc_positions(tokens, doc_ids)
-    answer = F.pad(labels[:, :-1] != IGNORE, (1, 0)) if own_guesses else None  # [B, T]: x_q is answer
     return [F.cross_entropy(logits.float().flatten(0, 1),
                             module_labels(labels, positions, k).flatten(), ignore_index=IGNORE)
-            for k, logits in enumerate(mctp_logits(llm, mctp, tokens, doc_ids, hidden, detach, answer))]
+            for k, logits in enumerate(mctp_logits(llm, mctp, tokens, doc_ids, hidden, detach))]
 
 
 @torch.no_grad()
@@ -113,8 +108,7 @@ class MCTPTask:
     def loss(self, indices: list[int], device: torch.device) -> dict:
         batch = self.data.batch(indices, self.cfg.llm.max_seq_len)
         losses = mctp_losses(self.model.llm, self.model.mctp, batch.tokens.to(device),
-                             batch.labels.to(device), batch.doc_ids.to(device),
-                             own_guesses=self.cfg.mctp.own_guesses)
+                             batch.labels.to(device), batch.doc_ids.to(device))
         out = {"loss": torch.stack(losses).mean(), "ce_first": losses[0].detach()}
         if len(losses) > 1:
             out["ce_last"] = losses[-1].detach()
