@@ -177,7 +177,7 @@ class Config:
     stage2: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=800, batch_size=16, lr=1e-3, eval_every=400, checkpoint_every=100))
     stage3: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=240, batch_size=16, lr=2e-3, eval_every=120, checkpoint_every=40))
+        steps=340, batch_size=16, lr=2e-3, eval_every=170, checkpoint_every=40))
     sqa: SpokenQAConfig = field(default_factory=SpokenQAConfig)
     stage4: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=400, batch_size=16, lr=5e-4, eval_every=200, checkpoint_every=50))
