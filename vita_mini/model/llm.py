@@ -196,8 +196,8 @@ class DecoderLayer(nn.Module):
 
         cos/sin: [T, D] or [B, T, D] for the new positions (from RotaryEmbedding).
         cache: this layer's KVCache; it is extended by the T new positions.
-        mask: bool, broadcastable to [B, H, T, S], True = may attend. None = causal: the new
-        queries see every cached key and each other up to themselves.
+        mask: bool, broadcastable to [B, H, T, S], True = may attend (with a cache: [T, S]).
+        None = causal: the new queries see every cached key and each other up to themselves.
         """
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
