@@ -9,7 +9,7 @@
     python generate.py --task text --text "where does ana live"          # the LLM answers (stage 1)
     python generate.py --task tts --text "bob has a cat" --out bob.wav --mode turbo   # MCTP (stage 3)
     python generate.py --task chat --audio question.wav --out answer.wav  # spoken QA (stage 4)
-    python generate.py --task chat --text "where does ana live" --mode boost
+    python generate.py --task chat --text "what pet does hans have" --mode boost
     python generate.py --benchmark                 # speed of the four modes, random weights
     python generate.py --benchmark --tokens 256 --json speed.json
     python generate.py --benchmark --dtype bfloat16   # as the paper measures (fast on CPUs with AMX)
