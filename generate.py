@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         if args.tokens < 11:
             raise VitaError(f"--tokens {args.tokens}: the benchmark needs at least 11 (one audio chunk)")
         run_benchmark(vocab_size(cfg.codec.codebook_size), args.tokens, json_path=args.json,
-                      dtype=getattr(torch, args.dtype))
+                      dtype=getattr(torch, args.dtype), device=pick_device(args.device))
         return 0
     if not args.task:
         raise VitaError(f"give --task ({', '.join(TASKS)}), --eval or --benchmark")

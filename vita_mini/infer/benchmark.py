@@ -80,10 +80,11 @@ def mean(xs: list[float]) -> float:
 @torch.no_grad()
 def benchmark_size(name: str, cfg: LLMConfig, vocab: int, n_new: int, n_prompt: int = 32,
                    n_modules: int = 10, modes=tuple(MODES), seed: int = 0,
-                   dtype: torch.dtype = torch.float32) -> list[Row]:
+                   dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> list[Row]:
     cfg = LLMConfig(**{**asdict(cfg), "max_seq_len": n_prompt + n_new})
     torch.manual_seed(seed)
-    llm, mctp = LLM(cfg, vocab).eval().to(dtype), MCTP(cfg, n_modules).eval().to(dtype)
+    llm = LLM(cfg, vocab).eval().to(device, dtype)
+    mctp = MCTP(cfg, n_modules).eval().to(device, dtype)
     engine = Engine(llm, mctp)
     prompt = torch.randint(0, vocab, (n_prompt,), generator=torch.Generator().manual_seed(seed)).tolist()
     chunk = BOOST_RATIO[0] + BOOST_RATIO[1]
@@ -118,12 +119,15 @@ def format_table(rows: list[Row]) -> str:
 
 
 def run_benchmark(vocab: int, n_new: int = 1024, sizes=None, json_path: str | None = None,
-                  dtype: torch.dtype = torch.float32, log=print) -> list[Row]:
+                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                  log=print) -> list[Row]:
+    where = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" \
+        else f"cpu, {torch.get_num_threads()} threads"
     log(f"benchmark: random weights, 32 prompt tokens, {n_new} new tokens, vocabulary {vocab}, "
-        f"greedy, batch 1, device cpu, {torch.get_num_threads()} threads, {dtype}")
+        f"greedy, batch 1, device {where}, {dtype}")
     rows = []
     for i, (name, cfg) in enumerate(sizes or SIZES):
-        new = benchmark_size(name, cfg, vocab, n_new, dtype=dtype)
+        new = benchmark_size(name, cfg, vocab, n_new, dtype=dtype, device=device)
         table = format_table(new).split("\n")
         log("\n".join(table if i == 0 else table[2:]))  # the header once, then rows as they come
         rows += new
