@@ -137,6 +137,26 @@ def test_kv_cache_matches_full_forward():
     torch.testing.assert_close(h, full_h[:, 16:], atol=ATOL, rtol=0)
 
 
+def test_cached_attention_accepts_a_strided_kernel_output(monkeypatch):
+    """On CUDA, attention kernels may return their output in a transposed memory layout (an
+    H200 did, for the 12-layer benchmark model). The decode path must not assume a contiguous one."""
+    reference = make_model()
+    tokens = torch.randint(0, V, (1, 12))
+    with torch.no_grad():
+        full, _ = reference(tokens)
+        plain_sdpa = F.scaled_dot_product_attention
+
+        def strided_sdpa(q, *args, **kwargs):  # same values, [B, T, H, D] memory order
+            y = plain_sdpa(q, *args, **kwargs)
+            return y.transpose(1, 2).contiguous().transpose(1, 2)
+
+        monkeypatch.setattr(F, "scaled_dot_product_attention", strided_sdpa)
+        cache = reference.new_cache(1, max_len=16)
+        pieces = [reference(tokens[:, :5], cache=cache)[0]]
+        pieces += [reference(tokens[:, t:t + 1], cache=cache)[0] for t in range(5, 12)]
+    torch.testing.assert_close(torch.cat(pieces, 1), full, atol=ATOL, rtol=0)
+
+
 def test_cache_api():
     model = make_model()
     cache = model.new_cache(1, max_len=4)
