@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vita_mini.config import LLMConfig
 from vita_mini.data.samples import IGNORE, pack
@@ -108,3 +109,20 @@ def test_a_stage_step_moves_only_the_modules():
 def test_cascade_needs_a_module():
     with pytest.raises(ValueError, match="at least one module"):
         MCTP(CFG, 0)
+
+
+def test_losses_equal_full_head_cross_entropy_with_ignored_positions():
+    """mctp_losses runs the head only where a module has a target; against the plain way (head
+    on every position, ignore_index), on a row with prompt positions and packed documents."""
+    llm, mctp = make(3)
+    tokens = torch.randint(0, V, (2, 24))
+    labels = torch.randint(0, V, (2, 24))
+    labels[:, :7] = IGNORE  # a prompt
+    doc_ids = torch.tensor([[0] * 10 + [1] * 14, [0] * 24])
+    fast = mctp_losses(llm, mctp, tokens, labels, doc_ids)
+    _, hidden = llm(tokens, doc_ids=doc_ids)
+    positions = doc_positions(tokens, doc_ids)
+    for k, h in enumerate(mctp(llm, tokens, hidden, doc_ids)):
+        plain = F.cross_entropy(llm.lm_head(h).flatten(0, 1), module_labels(labels, positions, k).flatten(),
+                                ignore_index=IGNORE)
+        torch.testing.assert_close(fast[k], plain)

@@ -2,16 +2,35 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import train
-from vita_mini.data.samples import text_sample
+from vita_mini.config import LLMConfig
+from vita_mini.data.samples import IGNORE, text_sample
 from vita_mini.errors import VitaError
 from vita_mini.infer.decode import greedy_generate
 from vita_mini.model.llm import LLM
 from vita_mini.train.checkpoint import load_checkpoint, save_checkpoint
-from vita_mini.train.stage1 import lm_loss, load_stage1
+from vita_mini.train.stage1 import head_cross_entropy, lm_loss, load_stage1
 from vita_mini.data.samples import pack
 from vita_mini.vocab import END, vocab_size
+
+
+def test_head_cross_entropy_equals_the_plain_masked_loss():
+    """The head on labelled positions only: same value and same gradients as the head on every
+    position with ignore_index."""
+    torch.manual_seed(0)
+    model = LLM(LLMConfig(d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ff=48, max_seq_len=64), 40)
+    hidden = torch.randn(2, 12, 32)
+    labels = torch.randint(0, 40, (2, 12))
+    labels[0, :5] = IGNORE
+    labels[1, 9:] = IGNORE
+    fast = head_cross_entropy(model, hidden, labels)
+    (fast_grad,) = torch.autograd.grad(fast, model.lm_head.weight)
+    plain = F.cross_entropy(model.lm_head(hidden).flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+    (plain_grad,) = torch.autograd.grad(plain, model.lm_head.weight)
+    torch.testing.assert_close(fast, plain)
+    torch.testing.assert_close(fast_grad, plain_grad)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +111,7 @@ def test_tiny_llm_overfits_one_packed_batch_of_chat_samples(tiny_cfg):
     batch = pack(samples, 128)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(150):
-        loss, _ = lm_loss(model, batch.tokens, batch.labels, batch.doc_ids)
+        loss = lm_loss(model, batch.tokens, batch.labels, batch.doc_ids)
         opt.zero_grad()
         loss.backward()
         opt.step()

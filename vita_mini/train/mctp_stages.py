@@ -24,11 +24,10 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vita_mini.config import Config
-from vita_mini.data.samples import IGNORE, pack
+from vita_mini.data.samples import pack
 from vita_mini.eval.tasks import tts_judge_cer
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP, doc_positions, module_labels
@@ -36,7 +35,7 @@ from vita_mini.train.checkpoint import load_finished, load_state_strict, save_js
 from vita_mini.train.loop import decay_groups, train, write_config
 from vita_mini.train.stage0 import stage_dir
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
-from vita_mini.train.stage1 import AlignmentData, load_stage1, prepare_data
+from vita_mini.train.stage1 import AlignmentData, head_cross_entropy, load_stage1, prepare_data
 from vita_mini.vocab import AUDIO_OFFSET, vocab_size
 
 MODEL_SECTIONS = ["codec", "llm"]  # what a checkpoint with modules must agree on to load (+ mctp)
@@ -63,11 +62,14 @@ def mctp_logits(llm: LLM, mctp: MCTP, tokens, doc_ids, hidden: torch.Tensor | No
 
 def mctp_losses(llm: LLM, mctp: MCTP, tokens, labels, doc_ids, hidden: torch.Tensor | None = None,
                 detach: bool = True) -> list[torch.Tensor]:
-    """Cross-entropy of each module against its own targets (one scalar per module)."""
+    """Cross-entropy of each module against its own targets (one scalar per module); the shared
+    head runs only at the positions that have a target (``head_cross_entropy``)."""
     positions = doc_positions(tokens, doc_ids)
-    return [F.cross_entropy(logits.float().flatten(0, 1),
-                            module_labels(labels, positions, k).flatten(), ignore_index=IGNORE)
-            for k, logits in enumerate(mctp_logits(llm, mctp, tokens, doc_ids, hidden, detach))]
+    if hidden is None:
+        with torch.no_grad():
+            _, hidden = llm(tokens, doc_ids=doc_ids, return_logits=False)
+    states = mctp(llm, tokens, hidden.detach() if detach else hidden, doc_ids)  # n_modules x [B, T, C]
+    return [head_cross_entropy(llm, h, module_labels(labels, positions, k)) for k, h in enumerate(states)]
 
 
 @torch.no_grad()

@@ -56,11 +56,20 @@ def encode_corpus(codec: AudioCodec, corpus: Corpus, batch_size: int = 32) -> li
     return codes
 
 
-def lm_loss(model: LLM, tokens, labels, doc_ids) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean cross-entropy over labelled positions, logits)."""
-    logits, _ = model(tokens, doc_ids=doc_ids)
-    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
-    return loss, logits
+def head_cross_entropy(model: LLM, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``model.lm_head`` over the labelled positions of ``hidden`` [B, T, C].
+
+    The head and the softmax run only where there is a target: in a packed row of stage-1 data
+    that is about 40% of the positions (prompts carry no loss). The value equals
+    ``F.cross_entropy(lm_head(hidden), labels, ignore_index=IGNORE)``."""
+    keep = labels != IGNORE  # [B, T]
+    return F.cross_entropy(model.lm_head(hidden[keep]).float(), labels[keep])  # [N, V] vs [N]
+
+
+def lm_loss(model: LLM, tokens, labels, doc_ids) -> torch.Tensor:
+    """The LLM's mean next-token cross-entropy over the labelled positions."""
+    _, hidden = model(tokens, doc_ids=doc_ids, return_logits=False)
+    return head_cross_entropy(model, hidden, labels)
 
 
 class AlignmentData:
@@ -115,7 +124,7 @@ class Stage1Task:
     def loss(self, indices: list[int], device: torch.device) -> dict:
         batch = self.data.batch(indices, self.cfg.llm.max_seq_len)
         tokens = noisy_inputs(batch, self.cfg.data.input_noise)
-        loss, _ = lm_loss(self.model, tokens.to(device), batch.labels.to(device), batch.doc_ids.to(device))
+        loss = lm_loss(self.model, tokens.to(device), batch.labels.to(device), batch.doc_ids.to(device))
         return {"loss": loss}
 
     @torch.no_grad()
@@ -123,7 +132,8 @@ class Stage1Task:
         """Validation loss and next-token accuracy on text and on audio targets (teacher forced)."""
         batch = pack(self.data.val_samples, self.cfg.llm.max_seq_len)
         tokens, labels = batch.tokens.to(device), batch.labels.to(device)
-        loss, logits = lm_loss(self.model, tokens, labels, batch.doc_ids.to(device))
+        logits, _ = self.model(tokens, doc_ids=batch.doc_ids.to(device))
+        loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
         right = logits.argmax(-1) == labels
         audio = labels >= AUDIO_OFFSET  # audio codes are the highest ids (vocab.py)
         text = (labels >= 0) & ~audio

@@ -29,10 +29,9 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 
 from vita_mini.config import Config
-from vita_mini.data.samples import IGNORE, mixed_order, pack
+from vita_mini.data.samples import mixed_order, pack
 from vita_mini.data.spoken_qa import SpokenQAData, load_spoken_qa_corpus
 from vita_mini.eval.tasks import spoken_qa_report
 from vita_mini.infer.engine import Engine
@@ -43,7 +42,8 @@ from vita_mini.train.loop import decay_groups, train, write_config
 from vita_mini.train.mctp_stages import SpeechLM, load_speech_lm, mctp_losses, module_accuracy
 from vita_mini.train.stage0 import stage_dir
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
-from vita_mini.train.stage1 import AlignmentData, encode_corpus, lm_loss, prepare_data
+from vita_mini.train.stage1 import (AlignmentData, encode_corpus, head_cross_entropy, lm_loss,
+                                    prepare_data)
 
 STAGE = "stage4"
 SECTIONS = STAGE1_SECTIONS + ["mctp", "stage2", "stage3", "sqa", "stage4"]
@@ -71,8 +71,8 @@ class SFTData:
 
 def sft_losses(llm: LLM, mctp: MCTP, batch, grad_to_llm: bool = True) -> dict:
     """LLM cross-entropy + mean MCTP cross-entropy over packed rows (one LLM forward)."""
-    logits, hidden = llm(batch.tokens, doc_ids=batch.doc_ids)  # [B, T, V], [B, T, C]
-    llm_ce = F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE)
+    _, hidden = llm(batch.tokens, doc_ids=batch.doc_ids, return_logits=False)  # [B, T, C]
+    llm_ce = head_cross_entropy(llm, hidden, batch.labels)
     modules = torch.stack(mctp_losses(llm, mctp, batch.tokens, batch.labels, batch.doc_ids,
                                       hidden=hidden, detach=not grad_to_llm))  # [n_modules]
     return {"loss": llm_ce + modules.mean(), "llm_ce": llm_ce.detach(), "mctp_ce": modules.mean().detach(),
@@ -101,7 +101,7 @@ class Stage4Task:
         LLM's and modules' audio accuracy on the seen-fact test answers (monitoring only)."""
         row_len = self.cfg.llm.max_seq_len
         val = pack(self.data.val_samples, row_len).to(device)
-        metrics = {"val_llm_ce": lm_loss(self.model.llm, val.tokens, val.labels, val.doc_ids)[0].item()}
+        metrics = {"val_llm_ce": lm_loss(self.model.llm, val.tokens, val.labels, val.doc_ids).item()}
         if self.data.sqa.test_seen_samples:
             table = module_accuracy(self.model.llm, self.model.mctp,
                                     pack(self.data.sqa.test_seen_samples, row_len).to(device))
