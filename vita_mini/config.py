@@ -177,9 +177,9 @@ class Config:
     # stages 2-4 take small batches (4 samples = about one packed row): on the same samples, more
     # steps taught the modules far more (tutorials/02_mctp_and_modes.md, tutorials/03_speech_qa.md)
     stage2: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=4400, batch_size=4, lr=1e-3, eval_every=2200, checkpoint_every=400))
+        steps=3200, batch_size=4, lr=1e-3, eval_every=1600, checkpoint_every=400))
     stage3: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=960, batch_size=4, lr=3e-3, eval_every=480, checkpoint_every=160))
+        steps=800, batch_size=4, lr=3e-3, eval_every=400, checkpoint_every=160))
     sqa: SpokenQAConfig = field(default_factory=SpokenQAConfig)
     stage4: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=800, batch_size=8, lr=5e-4, eval_every=400, checkpoint_every=100))

@@ -46,6 +46,11 @@ def save_json(path: str, data) -> None:
     atomic_write_bytes(path, write)
 
 
+def load_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
 def load_checkpoint(path: str) -> dict:
     if not os.path.exists(path):
         raise VitaError(f"checkpoint '{path}' does not exist")

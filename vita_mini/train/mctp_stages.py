@@ -31,7 +31,7 @@ from vita_mini.data.samples import pack
 from vita_mini.eval.tasks import tts_judge_cer
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP, doc_positions, module_labels
-from vita_mini.train.checkpoint import load_finished, load_state_strict, save_json
+from vita_mini.train.checkpoint import load_finished, load_json, load_state_strict, save_json
 from vita_mini.train.loop import decay_groups, train, write_config
 from vita_mini.train.stage0 import stage_dir
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
@@ -169,8 +169,10 @@ def run_mctp_stage(cfg: Config, stage: str, device: torch.device, resume: bool =
     metrics["train_seconds"] = time.perf_counter() - t0
     metrics["accuracy"] = module_accuracy(llm, task.model.mctp, task.val_batch(device))
     if stage == "stage3":
-        metrics["tts"] = {}
-        for mode in ("vanilla", "boost", "turbo"):
+        # Vanilla uses the LLM alone, frozen since stage 1: its numbers are stage 1's, not re-run
+        stage1 = load_json(os.path.join(stage_dir(cfg, "stage1"), "metrics.json"))
+        metrics["tts"] = {"vanilla": {k: stage1[f"tts_{k}"] for k in ("judge_cer", "copy_cer", "self_cer")}}
+        for mode in ("boost", "turbo"):
             tts = tts_judge_cer(llm, codec, judge, data.test_texts, cfg.synth.assistant_voice,
                                 mctp=task.model.mctp, schedule=mode)
             metrics["tts"][mode] = {k: tts[k] for k in ("judge_cer", "copy_cer", "self_cer")}
