@@ -49,15 +49,21 @@ class SpeechLM(nn.Module):
         self.llm, self.mctp = llm, mctp
 
 
-def mctp_logits(llm: LLM, mctp: MCTP, tokens, doc_ids, hidden: torch.Tensor | None = None,
-                detach: bool = True):
-    """Teacher-forced logits of every module [B, T, V] (a list), on a detached LLM pass
+def mctp_states(llm: LLM, mctp: MCTP, tokens, doc_ids, hidden: torch.Tensor | None = None,
+                detach: bool = True) -> list[torch.Tensor]:
+    """Teacher-forced hidden states of every module [B, T, C] (a list), on a detached LLM pass
     (``hidden``: the LLM's hidden states of ``tokens``, if already computed; ``detach=False``
     lets the modules' gradient reach the LLM through them, as stage 4 may)."""
     if hidden is None:
         with torch.no_grad():
             _, hidden = llm(tokens, doc_ids=doc_ids, return_logits=False)
-    return [llm.lm_head(h) for h in mctp(llm, tokens, hidden.detach() if detach else hidden, doc_ids)]
+    return mctp(llm, tokens, hidden.detach() if detach else hidden, doc_ids)
+
+
+def mctp_logits(llm: LLM, mctp: MCTP, tokens, doc_ids, hidden: torch.Tensor | None = None,
+                detach: bool = True) -> list[torch.Tensor]:
+    """Teacher-forced logits of every module [B, T, V] (a list); arguments as ``mctp_states``."""
+    return [llm.lm_head(h) for h in mctp_states(llm, mctp, tokens, doc_ids, hidden, detach)]
 
 
 def mctp_losses(llm: LLM, mctp: MCTP, tokens, labels, doc_ids, hidden: torch.Tensor | None = None,
@@ -65,10 +71,7 @@ def mctp_losses(llm: LLM, mctp: MCTP, tokens, labels, doc_ids, hidden: torch.Ten
     """Cross-entropy of each module against its own targets (one scalar per module); the shared
     head runs only at the positions that have a target (``head_cross_entropy``)."""
     positions = doc_positions(tokens, doc_ids)
-    if hidden is None:
-        with torch.no_grad():
-            _, hidden = llm(tokens, doc_ids=doc_ids, return_logits=False)
-    states = mctp(llm, tokens, hidden.detach() if detach else hidden, doc_ids)  # n_modules x [B, T, C]
+    states = mctp_states(llm, mctp, tokens, doc_ids, hidden, detach)  # n_modules x [B, T, C]
     return [head_cross_entropy(llm, h, module_labels(labels, positions, k)) for k, h in enumerate(states)]
 
 
