@@ -9,6 +9,11 @@
     python train.py --stage all                    # 0 to 4 in order: finished stages are skipped,
                                                    # an unfinished one resumes (--restart: all anew)
 
+A stage that builds on earlier ones trains those first, each in a fresh Python process, exactly as if
+you had typed ``python train.py --stage N`` yourself. Why not in this process: on our 2-core CPU the
+MCTP stages ran up to 1.7x slower in a process that had already trained stage 0 (memory allocation
+got slower after stage 0's large audio tensors; tutorials/02_mctp_and_modes.md has the measurement).
+
 Stages: 0 tokenizer + judge; 1 audio-text alignment (the LLM); 2 one MCTP module; 3 ten MCTP
 modules (the LLM frozen in 2 and 3); 4 spoken question answering (everything trains).
 
@@ -19,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 
 import torch
 
@@ -92,31 +99,51 @@ def main(argv=None) -> int:
     elif os.path.exists(checkpoint) and not (args.resume or args.restart):
         raise VitaError(f"'{checkpoint}' already exists: pass --resume to continue it or --restart "
                         f"to train from scratch")
-    ensure_earlier_stages(cfg, device, args.stage)
+    ensure_earlier_stages(cfg, args, args.stage)
     done = run_stage(args.stage, cfg, device, resume=args.resume, stop_after=args.stop_after)
     return 0 if done is not None else 1
 
 
 def run_all(cfg, device, args) -> int:
-    """Stages 0 to 4 in order. A finished stage is skipped (``--restart``: trained anew, and
-    ``--eval``: reported again), an unfinished one resumes; ``--stop-after`` stops the first
-    stage that trains."""
+    """Stages 0 to 4 in order, each in its own process. A finished stage is skipped (``--restart``:
+    trained anew, and ``--eval``: reported again), an unfinished one resumes; ``--stop-after``
+    stops the first stage that trains."""
     for stage in STAGES:
         state = stage_finished(cfg, f"stage{stage}")
         if args.eval:
             if not state:
                 raise VitaError(f"--eval needs a finished stage {stage} in {cfg.resolved_run_dir()}; "
                                 f"train it first: python train.py --stage all --preset {cfg.preset}")
+            how = "--eval"
         elif state and not args.restart:
             print(f"stage {stage} ({NAMES[stage]}) already finished in {cfg.resolved_run_dir()}: skipping")
             continue
-        print(f"== stage {stage} ({NAMES[stage]}) ==")
-        resume = bool(args.eval or (state is False and not args.restart))
-        if run_stage(stage, cfg, device, resume=resume, stop_after=args.stop_after) is None:
+        else:
+            how = "--resume" if state is False and not args.restart else "--restart"
+        print(f"== stage {stage} ({NAMES[stage]}) ==", flush=True)
+        code = run_in_fresh_process(stage, args, how, args.stop_after)
+        if code == 1:
             print(f"stage {stage} stopped before it finished; run the same command again (without "
                   f"--restart) to continue from there")
-            return 1
+        if code != 0:
+            return code
     return 0
+
+
+def run_in_fresh_process(stage: str, args, how: str, stop_after: int | None = None) -> int:
+    """``python train.py --stage <stage> <how>`` with this run's preset, device, seed, run folder
+    and overrides, in a new Python process; its exit code (0 finished, 1 stopped early, 2 error)."""
+    command = [sys.executable, os.path.abspath(__file__), "--stage", stage, "--preset", args.preset, how]
+    for flag, value in (("--device", args.device), ("--seed", args.seed), ("--run-dir", args.run_dir),
+                        ("--stop-after", stop_after)):
+        if value is not None:
+            command += [flag, str(value)]
+    command += args.overrides
+    with subprocess.Popen(command) as child:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the child too: it saves a checkpoint and stops
+            return child.wait()
 
 
 def stage_finished(cfg, stage: str) -> bool | None:
@@ -127,17 +154,18 @@ def stage_finished(cfg, stage: str) -> bool | None:
     return bool(load_checkpoint(path).get("finished"))
 
 
-def ensure_earlier_stages(cfg, device, stage: str) -> None:
+def ensure_earlier_stages(cfg, args, stage: str) -> None:
     """A stage builds on the ones before it: train (or finish) any that is missing, saying so."""
     for earlier in STAGES[:STAGES.index(stage)]:
         state = stage_finished(cfg, f"stage{earlier}")
         if state:
             continue
         print(f"stage {earlier} ({NAMES[earlier]}) is {'unfinished' if state is False else 'missing'} "
-              f"in {cfg.resolved_run_dir()}: training it first")
-        if run_stage(earlier, cfg, device, resume=state is False) is None:
-            raise VitaError(f"stage {earlier} stopped before it finished; run the same command again "
-                            f"to continue")
+              f"in {cfg.resolved_run_dir()}: training it first", flush=True)
+        code = run_in_fresh_process(earlier, args, "--resume" if state is False else "--restart")
+        if code != 0:
+            raise VitaError(f"stage {earlier} did not finish (exit code {code}); fix what it said "
+                            f"above, then run the same command again to continue")
 
 
 if __name__ == "__main__":

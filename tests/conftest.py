@@ -27,21 +27,26 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def tiny_full_run(tmp_path_factory):
-    """`train.py --stage all` at the tiny preset, stopped after 3 steps of stage 0, then run again
-    (it resumes stage 0 and trains stages 1 to 4). Shared by the stage-4, chat and evaluation
-    tests. Returns (run folder, common flags, what the first call returned and the second printed)."""
-    import contextlib
-    import io
+    """`python train.py --stage all` at the tiny preset, stopped after 3 steps of stage 0, then run
+    again (it resumes stage 0 and trains stages 1 to 4, each in its own process). Shared by the
+    stage-4, chat and evaluation tests. Returns (run folder, common flags, what the first call
+    returned and the second printed)."""
+    import os
+    import subprocess
+    import sys
 
-    import train
-
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     run = tmp_path_factory.mktemp("full")
     common = ["--preset", "tiny", "--device", "cpu", "--run-dir", str(run / "run"), f"cache_dir={run / 'cache'}"]
-    first = train.main(["--stage", "all", "--stop-after", "3", *common])
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert train.main(["--stage", "all", *common]) == 0
-    return run, common, {"first_return": first, "second_output": printed.getvalue()}
+
+    def train_all(*flags):
+        return subprocess.run([sys.executable, os.path.join(root, "train.py"), "--stage", "all", *flags, *common],
+                              capture_output=True, text=True, cwd=root)
+
+    first = train_all("--stop-after", "3")
+    second = train_all()
+    assert second.returncode == 0, second.stderr[-3000:]
+    return run, common, {"first_return": first.returncode, "second_output": second.stdout}
 
 
 @pytest.fixture

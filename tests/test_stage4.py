@@ -115,6 +115,8 @@ def test_stage4_trains_everything_and_reports(tiny_full_run):
     for facts in ("seen", "text_only"):
         assert {"s2t", "s2s", "n"} <= set(metrics["spoken_qa"][facts])
     assert metrics["spoken_qa"]["text_only"]["n"] == 8  # 2 text-only people x 4 facts, tiny world
+    assert 0 <= metrics["spoken_qa"]["seen"]["s2s_ceiling"] <= 1  # the judge on the recorded answers
+    assert "s2s_ceiling" not in metrics["spoken_qa"]["text_only"]  # never spoken: nothing recorded
     cfg = get_config("tiny")
     cfg.run_dir = str(run / "run")
     llm, mctp = load_stage4(cfg)

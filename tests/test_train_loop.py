@@ -62,6 +62,22 @@ def _task(cfg):
     return Stage0Task(cfg, load_corpus(cfg, log=lambda s: None))
 
 
+def test_the_judge_also_learns_the_codecs_decoded_mel(tiny_cfg):
+    """Stage 0's loss adds a judge CTC on the codec's reconstruction, detached from the codec."""
+    batch, task = [0, 1, 2, 3], _task(tiny_cfg)
+    torch.manual_seed(0)
+    with_decoded = task.loss(batch, torch.device("cpu"))
+    tiny_cfg.judge.decoded_weight = 0.0
+    task = _task(tiny_cfg)  # a fresh one: a training forward moves the VQ codebook
+    torch.manual_seed(0)
+    without = task.loss(batch, torch.device("cpu"))
+    assert "judge_decoded_ctc" not in without
+    assert torch.allclose(with_decoded["loss"], without["loss"] + with_decoded["judge_decoded_ctc"])
+    mel, frames, texts, speakers = task.batch([task.train_ids[i] for i in batch], torch.device("cpu"))
+    recon = task.model.codec.training_loss(mel, frames, texts, speakers)["recon"]
+    assert recon.shape == mel.shape and not recon.requires_grad  # the judge's loss cannot move the codec
+
+
 def test_tiny_training_lowers_the_loss(tiny_cfg):
     tiny_cfg.stage0.steps = 30
     result = train(_task(tiny_cfg), tiny_cfg, tiny_cfg.stage0, os.path.join(tiny_cfg.run_dir, "c.pt"),

@@ -85,6 +85,9 @@ class JudgeConfig:
     channels: int = 128
     n_blocks: int = 4
     downsample: int = 2  # 50 Hz output frames
+    # weight of a second CTC loss on the codec's decoded log-mel (detached): the judge must also
+    # hear decoded speech right, the way the paper's Whisper hears its vocoder (stage0.py)
+    decoded_weight: float = 1.0
 
 
 @dataclass
@@ -179,7 +182,7 @@ class Config:
     stage2: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=3200, batch_size=4, lr=1e-3, eval_every=1600, checkpoint_every=400))
     stage3: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=800, batch_size=4, lr=3e-3, eval_every=400, checkpoint_every=160))
+        steps=960, batch_size=4, lr=3e-3, eval_every=480, checkpoint_every=160))
     sqa: SpokenQAConfig = field(default_factory=SpokenQAConfig)
     stage4: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=800, batch_size=8, lr=5e-4, eval_every=400, checkpoint_every=100))

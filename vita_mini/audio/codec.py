@@ -101,7 +101,8 @@ class AudioCodec(nn.Module):
             frame_mask.sum() * mel.shape[1])
         loss = self.cfg.mel_weight * mel_l1 + self.cfg.ctc_weight * ctc + commit
         return {"loss": loss, "mel_l1": mel_l1.detach(), "codec_ctc": ctc.detach(),
-                "commit": commit.detach(), "codes": codes, "n_tokens": n_tokens}
+                "commit": commit.detach(), "codes": codes, "n_tokens": n_tokens,
+                "recon": recon.detach().float().masked_fill(~frame_mask, SILENCE)}
 
     # ---- the public API ---------------------------------------------------------------------
     def pad_wav(self, wav: torch.Tensor) -> torch.Tensor:

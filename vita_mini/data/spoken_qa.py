@@ -109,6 +109,7 @@ class SpokenQuestion:
     short_answer: str  # right if this is a word of the answer
     spoken_fact: bool  # False: the fact was only ever seen as text
     user: list[int]  # the user turn: BOA codes EOA
+    answer_codes: list[int]  # the recorded answer's codes ([] for a text-only fact: never spoken)
 
 
 def answer_is_right(short_answer: str, answer: str) -> bool:
@@ -137,7 +138,8 @@ class SpokenQAData:
             out = []
             for u in corpus.indices(split):
                 qa = by_question[corpus.texts[u]]
-                out.append(SpokenQuestion(qa.question, qa.short_answer, qa.spoken, user_audio(codes[u])))
+                out.append(SpokenQuestion(qa.question, qa.short_answer, qa.spoken, user_audio(codes[u]),
+                                          answer_codes.get(qa.answer, [])))
             return out
 
         self.test_seen, self.test_text = questions("test_seen"), questions("test_text")

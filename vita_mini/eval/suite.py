@@ -98,6 +98,10 @@ def format_suite(r: dict) -> str:
         q = r["spoken_qa"][m]
         lines.append(f"  {m:<10} {percent(q['seen']['s2t']):>9} {percent(q['seen']['s2s']):>9} "
                      f"{percent(q['text_only']['s2t']):>12} {percent(q['text_only']['s2s']):>11}")
+    ceiling = r["spoken_qa"][modes[0]]["seen"].get("s2s_ceiling") if modes else None
+    if ceiling is not None:
+        lines.append(f"  S2S ceiling: the judge hears {percent(ceiling)} of the seen facts' recorded "
+                     f"answers right (their own codes, decoded)")
     if r["mctp_accuracy"]:
         lines += ["", "MCTP teacher-forced top-1 accuracy on the seen-fact answers "
                       "(p = the LLM state a prediction starts from)", format_accuracy(r["mctp_accuracy"])]

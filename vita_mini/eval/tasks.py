@@ -113,9 +113,14 @@ def spoken_qa_accuracy(engine: Engine, codec: AudioCodec, judge: JudgeASR, quest
     speech-to-speech accuracy (... of what the judge hears), plus every ``SpokenAnswer``."""
     answers = [spoken_answer(engine, codec, judge, q.user, voice, schedule) for q in questions]
     n = max(1, len(questions))
-    return {"s2t": sum(answer_is_right(q.short_answer, a.text) for q, a in zip(questions, answers)) / n,
-            "s2s": sum(answer_is_right(q.short_answer, a.heard) for q, a in zip(questions, answers)) / n,
-            "n": len(questions), "answers": answers}
+    result = {"s2t": sum(answer_is_right(q.short_answer, a.text) for q, a in zip(questions, answers)) / n,
+              "s2s": sum(answer_is_right(q.short_answer, a.heard) for q, a in zip(questions, answers)) / n,
+              "n": len(questions), "answers": answers}
+    recorded = [q for q in questions if q.answer_codes]
+    if recorded:  # S2S can be no better than the judge on the recorded answer's own codes
+        result["s2s_ceiling"] = sum(answer_is_right(q.short_answer, judge.transcribe(
+            codec.decode(torch.tensor(q.answer_codes), voice))) for q in recorded) / len(recorded)
+    return result
 
 
 def spoken_qa_report(engine: Engine, codec: AudioCodec, judge: JudgeASR, seen: list[SpokenQuestion],

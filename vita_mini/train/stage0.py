@@ -81,8 +81,15 @@ class Stage0Task:
         mel, frames, texts, speakers = self.batch([self.train_ids[i] for i in indices], device)
         codec = self.model.codec.training_loss(mel, frames, texts, speakers)
         judge = self.model.judge.training_loss(mel, frames, texts)
-        out = {k: v for k, v in codec.items() if k not in ("loss", "codes", "n_tokens")}
-        out.update(judge_ctc=judge["judge_ctc"], loss=codec["loss"] + judge["loss"])
+        loss = codec["loss"] + judge["loss"]
+        out = {k: v for k, v in codec.items() if k not in ("loss", "codes", "n_tokens", "recon")}
+        if self.cfg.judge.decoded_weight > 0:
+            # the judge also learns to hear the codec's decoded mel: speech-to-speech answers
+            # reach it that way (codes -> decoded mel -> Griffin-Lim -> log-mel)
+            decoded = self.model.judge.training_loss(codec["recon"], frames, texts)
+            loss = loss + self.cfg.judge.decoded_weight * decoded["loss"]
+            out["judge_decoded_ctc"] = decoded["judge_ctc"]
+        out.update(judge_ctc=judge["judge_ctc"], loss=loss)
         return out
 
     @torch.no_grad()

@@ -117,6 +117,9 @@ def format_report(m: dict) -> str:
     for name, label in (("seen", "seen"), ("text_only", "text-only")):
         r = m["spoken_qa"][name]
         lines.append(f"  {label:<11}  {r['n']:>9}   {r['s2t'] * 100:11.1f}%   {r['s2s'] * 100:13.1f}%")
+    if "s2s_ceiling" in m["spoken_qa"]["seen"]:
+        lines.append(f"  the judge on the recorded answers' own codes (the speech->speech ceiling): "
+                     f"{m['spoken_qa']['seen']['s2s_ceiling'] * 100:.1f}% of the seen facts")
     speed = m["spoken_qa"]["speed"]
     first = (f"first audio chunk after {speed['first_audio_ms']:.0f} ms" if speed["first_audio_ms"] is not None
              else "no audio chunk")
