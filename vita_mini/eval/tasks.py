@@ -110,14 +110,16 @@ def spoken_answer(engine: Engine, codec: AudioCodec, judge: JudgeASR, user: list
 def spoken_qa_accuracy(engine: Engine, codec: AudioCodec, judge: JudgeASR, questions: list[SpokenQuestion],
                        voice: int = 0, schedule="vanilla") -> dict:
     """Speech-to-text accuracy (the short answer is a word of the written answer) and
-    speech-to-speech accuracy (... of what the judge hears), plus every ``SpokenAnswer``."""
+    speech-to-speech accuracy (... of what the judge hears), plus every ``SpokenAnswer``; and,
+    where the answers were recorded, ``s2s_ceiling``: the same test on the judge's transcript of
+    each recording's own codes, decoded (the S2S a model would get by writing exactly those)."""
     answers = [spoken_answer(engine, codec, judge, q.user, voice, schedule) for q in questions]
     n = max(1, len(questions))
     result = {"s2t": sum(answer_is_right(q.short_answer, a.text) for q, a in zip(questions, answers)) / n,
               "s2s": sum(answer_is_right(q.short_answer, a.heard) for q, a in zip(questions, answers)) / n,
               "n": len(questions), "answers": answers}
     recorded = [q for q in questions if q.answer_codes]
-    if recorded:  # S2S can be no better than the judge on the recorded answer's own codes
+    if recorded:  # the S2S ceiling: what the judge hears of the recorded answer's own codes
         result["s2s_ceiling"] = sum(answer_is_right(q.short_answer, judge.transcribe(
             codec.decode(torch.tensor(q.answer_codes), voice))) for q in recorded) / len(recorded)
     return result

@@ -5,6 +5,11 @@ stage comes before the paper's four. Both models read the same log-mel batches a
 weights; their losses are added, which trains them side by side in one loop:
 
     loss = codec (mel L1 + CTC on the tokens + VQ commitment) + judge (CTC on augmented log-mel)
+           + judge.decoded_weight * judge (CTC on the codec's decoded log-mel, detached)
+
+The last term is ours: the judge later scores speech that comes out of the codec's decoder, so
+it learns to hear that too (without it, it misheard 7 of the 72 recorded spoken-QA answers from
+their own codes; tutorials/00_speech_and_tokens.md).
 
 After training it reports what a tokenizer is judged by and saves it as ``metrics.json``:
 codebook usage (perplexity, share of codes used), mel reconstruction error, the codec's own CER
