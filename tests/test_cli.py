@@ -124,3 +124,13 @@ def test_more_speakers_than_decoder_voices_is_refused(tmp_path):
     with pytest.raises(VitaError, match="needs codec.n_voices >= 6"):
         train.main(["--stage", "0", "--preset", "tiny", "--run-dir", str(tmp_path / "r"),
                     f"cache_dir={tmp_path / 'c'}", "synth.n_speakers=6", "codec.n_voices=4"])
+
+
+def test_an_earlier_stage_that_fails_in_its_own_process_stops_the_later_one(tmp_path, capfd):
+    """`--stage 1` trains stage 0 first, in a child process; its error reaches the user once,
+    and the parent stops with a line that names the stage."""
+    with pytest.raises(VitaError, match="stage 0 did not finish \\(exit code 2\\)"):
+        train.main(["--stage", "1", "--preset", "tiny", "--device", "cpu", "--run-dir", str(tmp_path / "r"),
+                    f"cache_dir={tmp_path / 'c'}", "synth.n_speakers=6", "codec.n_voices=4"])
+    assert "needs codec.n_voices >= 6" in capfd.readouterr().err  # the child's own one-line error
+    assert not os.path.exists(tmp_path / "r" / "stage1")
