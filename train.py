@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     print(f"vita-mini: stage {args.stage}, preset {cfg.preset}, device {device}, run {cfg.resolved_run_dir()}")
     print(cfg.to_json())
     if args.stage == "all":
-        return run_all(cfg, device, args)
+        return run_all(cfg, args)
     checkpoint = os.path.join(stage_dir(cfg, f"stage{args.stage}"), "checkpoint.pt")
     if args.eval:
         if not stage_finished(cfg, f"stage{args.stage}"):
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     return 0 if done is not None else 1
 
 
-def run_all(cfg, device, args) -> int:
+def run_all(cfg, args) -> int:
     """Stages 0 to 4 in order, each in its own process. A finished stage is skipped (``--restart``:
     trained anew, and ``--eval``: reported again), an unfinished one resumes; ``--stop-after``
     stops the first stage that trains."""

@@ -110,19 +110,24 @@ def spoken_answer(engine: Engine, codec: AudioCodec, judge: JudgeASR, user: list
 def spoken_qa_accuracy(engine: Engine, codec: AudioCodec, judge: JudgeASR, questions: list[SpokenQuestion],
                        voice: int = 0, schedule="vanilla") -> dict:
     """Speech-to-text accuracy (the short answer is a word of the written answer) and
-    speech-to-speech accuracy (... of what the judge hears), plus every ``SpokenAnswer``; and,
-    where the answers were recorded, ``s2s_ceiling``: the same test on the judge's transcript of
-    each recording's own codes, decoded (the S2S a model would get by writing exactly those)."""
+    speech-to-speech accuracy (... of what the judge hears), plus every ``SpokenAnswer``."""
     answers = [spoken_answer(engine, codec, judge, q.user, voice, schedule) for q in questions]
     n = max(1, len(questions))
-    result = {"s2t": sum(answer_is_right(q.short_answer, a.text) for q, a in zip(questions, answers)) / n,
-              "s2s": sum(answer_is_right(q.short_answer, a.heard) for q, a in zip(questions, answers)) / n,
-              "n": len(questions), "answers": answers}
+    return {"s2t": sum(answer_is_right(q.short_answer, a.text) for q, a in zip(questions, answers)) / n,
+            "s2s": sum(answer_is_right(q.short_answer, a.heard) for q, a in zip(questions, answers)) / n,
+            "n": len(questions), "answers": answers}
+
+
+def s2s_ceiling(codec: AudioCodec, judge: JudgeASR, questions: list[SpokenQuestion],
+                voice: int = 0) -> float | None:
+    """Speech-to-speech accuracy of the recorded answers themselves: the judge's transcript of
+    each recording's own codes, decoded (what a model would get by writing exactly those codes).
+    The same for every mode; None if no question has a recorded answer (text-only facts)."""
     recorded = [q for q in questions if q.answer_codes]
-    if recorded:  # the S2S ceiling: what the judge hears of the recorded answer's own codes
-        result["s2s_ceiling"] = sum(answer_is_right(q.short_answer, judge.transcribe(
-            codec.decode(torch.tensor(q.answer_codes), voice))) for q in recorded) / len(recorded)
-    return result
+    if not recorded:
+        return None
+    return sum(answer_is_right(q.short_answer, judge.transcribe(codec.decode(torch.tensor(q.answer_codes), voice)))
+               for q in recorded) / len(recorded)
 
 
 def spoken_qa_report(engine: Engine, codec: AudioCodec, judge: JudgeASR, seen: list[SpokenQuestion],

@@ -33,7 +33,7 @@ import torch
 from vita_mini.config import Config
 from vita_mini.data.samples import mixed_order, pack
 from vita_mini.data.spoken_qa import SpokenQAData, load_spoken_qa_corpus
-from vita_mini.eval.tasks import spoken_qa_report
+from vita_mini.eval.tasks import s2s_ceiling, spoken_qa_report
 from vita_mini.infer.engine import Engine
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
@@ -117,7 +117,7 @@ def format_report(m: dict) -> str:
     for name, label in (("seen", "seen"), ("text_only", "text-only")):
         r = m["spoken_qa"][name]
         lines.append(f"  {label:<11}  {r['n']:>9}   {r['s2t'] * 100:11.1f}%   {r['s2s'] * 100:13.1f}%")
-    if "s2s_ceiling" in m["spoken_qa"]["seen"]:
+    if m["spoken_qa"]["seen"].get("s2s_ceiling") is not None:
         lines.append(f"  the judge on the recorded answers' own codes (the speech->speech ceiling): "
                      f"{m['spoken_qa']['seen']['s2s_ceiling'] * 100:.1f}% of the seen facts")
     speed = m["spoken_qa"]["speed"]
@@ -154,6 +154,8 @@ def run_stage4(cfg: Config, device: torch.device, resume: bool = False, stop_aft
     metrics["train_seconds"] = time.perf_counter() - t0
     metrics["spoken_qa"] = spoken_qa_report(Engine(llm, task.model.mctp), codec, judge, sqa.test_seen,
                                             sqa.test_text, cfg.synth.assistant_voice)
+    metrics["spoken_qa"]["seen"]["s2s_ceiling"] = s2s_ceiling(codec, judge, sqa.test_seen,
+                                                             cfg.synth.assistant_voice)
     metrics["wall_seconds"] = time.perf_counter() - t0
     save_json(os.path.join(folder, "metrics.json"), metrics)
     log(format_report(metrics))
