@@ -69,3 +69,24 @@ def test_generate_rejects_a_bad_mode(stage3_run, capsys):
     flags = [f for f in common if not f.startswith("cache_dir") and f not in ("--device", "cpu")]
     with pytest.raises(VitaError, match="vanilla, balance, boost, turbo"):
         generate.main(["--task", "tts", "--text", "a cat", "--out", "x.wav", "--mode", "warp", *flags])
+
+
+def test_stages_2_and_3_draw_their_own_sample_shares(tiny_cfg):
+    """Stage 1 draws its samples by cfg.data's shares; stages 2 and 3 by cfg.mctp_data's
+    (mostly TTS), from the same samples."""
+    from collections import Counter
+
+    from vita_mini.data.corpus import load_corpus
+    from vita_mini.train.stage1 import AlignmentData
+
+    corpus = load_corpus(tiny_cfg, log=lambda *_: None)
+    codes = [[1, 2, 3, 4]] * len(corpus)  # any codes: only the sample kinds are counted
+    tiny_cfg.mctp_data.mix_asr, tiny_cfg.mctp_data.mix_tts, tiny_cfg.mctp_data.mix_text = 0.1, 0.8, 0.1
+    stage1 = AlignmentData(tiny_cfg, corpus, codes)
+    modules = AlignmentData(tiny_cfg, corpus, codes, mix=tiny_cfg.mctp_data)
+    assert modules.samples == stage1.samples
+    for data, shares in ((stage1, tiny_cfg.data), (modules, tiny_cfg.mctp_data)):
+        counts = Counter(kind for kind, _ in data.order)
+        total = sum(counts.values())
+        for kind in ("asr", "tts", "text"):
+            assert counts[kind] / total == pytest.approx(getattr(shares, f"mix_{kind}"), abs=0.01), kind

@@ -119,3 +119,29 @@ def test_tiny_llm_overfits_one_packed_batch_of_chat_samples(tiny_cfg):
     from vita_mini.vocab import TEXT_INSTRUCTION, decode_text, prompt_tokens, text_ids
     answer = greedy_generate(model.eval(), prompt_tokens(TEXT_INSTRUCTION, text_ids("where does ana live")), 30)
     assert decode_text(answer) == "ana lives in rome" and answer[-1] == END
+
+
+def test_corpus_codes_are_cached_per_codec(tiny_cfg, monkeypatch):
+    """The codes come back from stage 0's folder equal to a fresh encoding; another codec, or
+    a broken cache file, encodes again."""
+    from vita_mini.audio.codec import AudioCodec
+    from vita_mini.data.corpus import corpus_path, load_corpus
+    from vita_mini.train import stage1
+
+    corpus = load_corpus(tiny_cfg, log=lambda *_: None)
+    corpus = corpus.subset(list(range(6)))
+    codec = AudioCodec(tiny_cfg.codec, tiny_cfg.audio).eval()
+    fresh = stage1.encode_corpus(codec, corpus)
+    assert stage1.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg)) == fresh
+    calls = []
+    monkeypatch.setattr(stage1, "encode_corpus", lambda c, corpus: calls.append(1) or [[0]] * len(corpus))
+    assert stage1.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg)) == fresh
+    assert calls == []  # read back, not encoded
+    with torch.no_grad():
+        next(codec.parameters()).add_(1.0)  # "stage 0 retrained"
+    assert stage1.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg)) == [[0]] * len(corpus)
+    (cache,) = [f for f in os.listdir(os.path.join(tiny_cfg.run_dir, "stage0")) if f.startswith("codes-")]
+    with open(os.path.join(tiny_cfg.run_dir, "stage0", cache), "wb") as f:
+        f.write(b"not a torch file")
+    assert stage1.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg)) == [[0]] * len(corpus)
+    assert calls == [1, 1]

@@ -8,7 +8,8 @@ VITA-Audio (REFERENCE.md "Four training stages"):
     stage 3   ten modules, module k cloned from module k-1 (so every one starts as the stage-2
               module); the loss is the mean of the modules' cross-entropies; LLM still frozen.
 
-Data: stage 1's samples (train/stage1.py), packed the same way. Module k's targets are the
+Data: stage 1's samples (train/stage1.py), packed the same way, in other shares
+(``cfg.mctp_data``: mostly TTS, whose audio the modules write in Boost; config.py says why). Module k's targets are the
 next-token labels at its own positions, where its chain reaches a real LLM state
 (model/mctp.py ``module_labels``), so loss masks are stage 1's.
 
@@ -101,8 +102,8 @@ class MCTPTask:
 
     def __init__(self, cfg: Config, stage: str, data: AlignmentData, llm: LLM, mctp: MCTP):
         self.cfg, self.name, self.data = cfg, stage, data
-        self.config_sections = STAGE1_SECTIONS + (["stage2"] if stage == "stage2"
-                                                  else ["mctp", "stage2", "stage3"])
+        self.config_sections = STAGE1_SECTIONS + (["mctp_data", "stage2"] if stage == "stage2"
+                                                  else ["mctp", "mctp_data", "stage2", "stage3"])
         self.n_train = len(data.order)
         llm.requires_grad_(False)  # frozen: the LLM's weights, embedding and head stay put
         self.model = SpeechLM(llm, mctp)
@@ -156,7 +157,7 @@ def run_mctp_stage(cfg: Config, stage: str, device: torch.device, resume: bool =
                    stop_after: int | None = None, log=print) -> dict | None:
     folder = stage_dir(cfg, stage)
     t0 = time.perf_counter()
-    codec, judge, data = prepare_data(cfg, device, log)
+    codec, judge, data = prepare_data(cfg, device, log, mix=cfg.mctp_data)
     llm, mctp = start_cascade(cfg, stage, device)
     task = MCTPTask(cfg, stage, data, llm, mctp)
     n_params = sum(p.numel() for p in mctp.parameters())

@@ -4,7 +4,8 @@ VITA-Audio's first stage (REFERENCE.md "Four training stages") trains the whole 
 embeddings grown for the audio codes, on ASR + TTS + text data. Our LLM starts from random
 weights (there is no pretrained Qwen to download), so the text data also teaches it the world.
 
-    data    the stage-0 codec turns every corpus utterance into 25 Hz codes once; samples are
+    data    the stage-0 codec turns every corpus utterance into 25 Hz codes once (cached beside
+            stage 0's checkpoint, ``corpus_codes``, for stages 1-4); samples are
             ASR (every voice), TTS (interleaved [1, 10, 4, 10], the assistant's voice only) and
             text (data/samples.py), mixed by cfg.data
     loss    next-token cross-entropy on the assistant's tokens only, over packed rows
@@ -14,6 +15,7 @@ weights (there is no pretrained Qwen to download), so the text data also teaches
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import time
@@ -24,13 +26,13 @@ import torch.nn.functional as F
 from vita_mini.audio.codec import AudioCodec, pad_mels
 from vita_mini.audio.features import LogMel
 from vita_mini.config import Config
-from vita_mini.data.corpus import Corpus, load_corpus, make_world
+from vita_mini.data.corpus import Corpus, corpus_path, load_corpus, make_world
 from vita_mini.data.world import word_salad
 from vita_mini.data.samples import (IGNORE, asr_sample, copy_sample, mixed_order, noisy_inputs, pack,
                                     text_qa_split, text_sample, tts_sample)
 from vita_mini.eval.tasks import asr_cer, text_qa_accuracy, tts_judge_cer
 from vita_mini.model.llm import LLM
-from vita_mini.train.checkpoint import load_finished, load_state_strict, save_json
+from vita_mini.train.checkpoint import atomic_write_bytes, load_finished, load_state_strict, save_json
 from vita_mini.train.loop import decay_groups, train, write_config
 from vita_mini.train.stage0 import load_stage0, stage_dir
 from vita_mini.vocab import AUDIO_OFFSET, vocab_size
@@ -56,6 +58,36 @@ def encode_corpus(codec: AudioCodec, corpus: Corpus, batch_size: int = 32) -> li
     return codes
 
 
+def weights_digest(module: torch.nn.Module) -> str:
+    """A short hash of every tensor in ``module``'s state: equal digests, equal weights."""
+    h = hashlib.sha1()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def corpus_codes(cfg: Config, codec: AudioCodec, corpus: Corpus, corpus_file: str) -> list[list[int]]:
+    """``encode_corpus``, cached in stage 0's folder: stages 1 to 4 all train on the same codes
+    (10 s to encode the toy corpus). ``corpus_file`` is where ``corpus`` is cached; the codes
+    remember it and a digest of the codec's weights, and if either differs (stage 0 retrained,
+    another world) the corpus is encoded again."""
+    name = os.path.splitext(os.path.basename(corpus_file))[0]
+    path = os.path.join(stage_dir(cfg, "stage0"), f"codes-{name}.pt")
+    key = f"{name} {weights_digest(codec)}"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved["key"] == key:
+            return [row.tolist() for row in saved["codes"].split(saved["lengths"].tolist())]
+    except Exception:  # missing, truncated or foreign: a cache is simply made again
+        pass
+    codes = encode_corpus(codec, corpus)
+    flat = torch.tensor([c for row in codes for c in row], dtype=torch.int16)  # codebook < 32768
+    lengths = torch.tensor([len(row) for row in codes])
+    atomic_write_bytes(path, lambda tmp: torch.save({"key": key, "codes": flat, "lengths": lengths}, tmp))
+    return codes
+
+
 def head_cross_entropy(model: LLM, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of ``model.lm_head`` over the labelled positions of ``hidden`` [B, T, C].
 
@@ -75,7 +107,9 @@ def lm_loss(model: LLM, tokens, labels, doc_ids) -> torch.Tensor:
 class AlignmentData:
     """Stage 1's samples (also what stages 2 and 3 train the MCTP modules on)."""
 
-    def __init__(self, cfg: Config, corpus: Corpus, codes: list[list[int]]):
+    def __init__(self, cfg: Config, corpus: Corpus, codes: list[list[int]], mix=None):
+        """``mix``: a config section with the shares mix_asr, mix_tts, mix_text, mix_copy
+        (default: stage 1's, ``cfg.data``; stages 2 and 3 pass ``cfg.mctp_data``)."""
         world = make_world(cfg)
         ratio = cfg.data.ratio
         split = {s: corpus.indices(s) for s in ("train", "val", "test")}
@@ -94,9 +128,9 @@ class AlignmentData:
         self.val_samples = ([asr_sample(codes[u], corpus.texts[u]) for u in split["val"]]
                             + [tts_sample(codes[u], corpus.texts[u], ratio)
                                for u in spoken_by_assistant["val"]])
-        mix = {"asr": cfg.data.mix_asr, "tts": cfg.data.mix_tts, "text": cfg.data.mix_text,
-               "copy": cfg.data.mix_copy}
-        self.order = mixed_order(self.samples, mix, cfg.seed)
+        mix = mix or cfg.data
+        shares = {"asr": mix.mix_asr, "tts": mix.mix_tts, "text": mix.mix_text, "copy": mix.mix_copy}
+        self.order = mixed_order(self.samples, shares, cfg.seed)
         self.test_codes = [codes[u] for u in split["test"]]
         self.test_texts = [corpus.texts[u] for u in split["test"]]
 
@@ -171,11 +205,12 @@ def format_report(m: dict) -> str:
     return "\n".join(lines)
 
 
-def prepare_data(cfg: Config, device: torch.device, log=print):
-    """(codec, judge, AlignmentData): the stage-0 models and the corpus turned into samples."""
+def prepare_data(cfg: Config, device: torch.device, log=print, mix=None):
+    """(codec, judge, AlignmentData): the stage-0 models and the corpus turned into samples
+    (``mix``: as ``AlignmentData``)."""
     codec, judge = load_stage0(cfg, device)
     corpus = load_corpus(cfg, log)
-    return codec, judge, AlignmentData(cfg, corpus, encode_corpus(codec, corpus))
+    return codec, judge, AlignmentData(cfg, corpus, corpus_codes(cfg, codec, corpus, corpus_path(cfg)), mix)
 
 
 def run_stage1(cfg: Config, device: torch.device, resume: bool = False, stop_after: int | None = None,

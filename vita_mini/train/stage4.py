@@ -32,7 +32,7 @@ import torch
 
 from vita_mini.config import Config
 from vita_mini.data.samples import mixed_order, pack
-from vita_mini.data.spoken_qa import SpokenQAData, load_spoken_qa_corpus
+from vita_mini.data.spoken_qa import SpokenQAData, load_spoken_qa_corpus, spoken_qa_corpus_path
 from vita_mini.eval.tasks import s2s_ceiling, spoken_qa_report
 from vita_mini.infer.engine import Engine
 from vita_mini.model.llm import LLM
@@ -42,17 +42,17 @@ from vita_mini.train.loop import decay_groups, train, write_config
 from vita_mini.train.mctp_stages import SpeechLM, load_speech_lm, mctp_losses, module_accuracy
 from vita_mini.train.stage0 import stage_dir
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
-from vita_mini.train.stage1 import (AlignmentData, encode_corpus, head_cross_entropy, lm_loss,
+from vita_mini.train.stage1 import (AlignmentData, corpus_codes, head_cross_entropy, lm_loss,
                                     prepare_data)
 
 STAGE = "stage4"
-SECTIONS = STAGE1_SECTIONS + ["mctp", "stage2", "stage3", "sqa", "stage4"]
+SECTIONS = STAGE1_SECTIONS + ["mctp", "mctp_data", "stage2", "stage3", "sqa", "stage4"]
 
 
 def load_spoken_qa(cfg: Config, codec, log=print) -> SpokenQAData:
     """The spoken-QA corpus (synthesized once, cached) turned into samples with the codec."""
     corpus = load_spoken_qa_corpus(cfg, log)
-    return SpokenQAData(cfg, corpus, encode_corpus(codec, corpus))
+    return SpokenQAData(cfg, corpus, corpus_codes(cfg, codec, corpus, spoken_qa_corpus_path(cfg)))
 
 
 class SFTData:
