@@ -149,7 +149,7 @@ class MCTPDataConfig:
     The paper trains the modules on stage-1 data. We keep the data and change the shares: in
     Boost the modules write every audio code of a spoken answer, and ASR samples teach them only
     a few text tokens each. With stage 1's shares (0.4, 0.4, 0.2) Boost's TTS judge CER was 14.4%
-    against Vanilla's 1.7%; with these, 2.6% (tutorials/02_mctp_and_modes.md). A section of its
+    against Vanilla's 1.7%; with these, 2.3-2.7% (tutorials/02_mctp_and_modes.md). A section of its
     own, so that changing it never invalidates stage 1."""
 
     mix_asr: float = 0.1
