@@ -32,7 +32,7 @@ import time
 import torch
 
 from vita_mini.audio.wav import WavWriter, load_audio, write_wav
-from vita_mini.cli import run_main
+from vita_mini.cli import run_main, split_modes
 from vita_mini.config import PRESETS, get_config
 from vita_mini.eval.suite import MODE_NAMES, evaluate_and_report
 from vita_mini.data.synth import SPEAKERS, synthesize
@@ -98,6 +98,7 @@ def require(value, flag: str, task: str):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    split_modes(args)
     cfg = get_config(args.preset, args.overrides)
     if args.run_dir:
         cfg.run_dir = args.run_dir

@@ -43,8 +43,9 @@ def test_error_rates_are_corpus_level():
 def test_suite_prints_every_table_and_writes_json(tiny_full_run, tmp_path, capsys):
     run, _, _ = tiny_full_run
     path = tmp_path / "results.json"
-    assert eval_main(["--preset", "tiny", "--device", "cpu", "--run-dir", str(run / "run"),
-                      f"cache_dir={run / 'cache'}", "--modes", "vanilla", "turbo", "--json", str(path)]) == 0
+    # the override comes after --modes on purpose: it must not be taken for a mode
+    assert eval_main(["--preset", "tiny", "--device", "cpu", "--run-dir", str(run / "run"), "--json", str(path),
+                      "--modes", "vanilla", "turbo", f"cache_dir={run / 'cache'}"]) == 0
     printed = capsys.readouterr().out
     for title in ("ASR, 16 test utterances", "TTS, 16 test sentences", "Spoken QA accuracy", "S2T", "S2S",
                   "text-only facts (8)", "MCTP teacher-forced", "module 9", "tokens/s", "first audio ms"):
@@ -64,6 +65,8 @@ def test_generate_eval_checks_modes_and_stage(tiny_full_run, tiny_run_without_st
     flags = ["--preset", "tiny", "--device", "cpu", f"cache_dir={run / 'cache'}"]
     with pytest.raises(VitaError, match="vanilla, balance, boost, turbo"):
         generate.main(["--eval", "--modes", "vanilla", "warp", "--run-dir", str(run / "run"), *flags])
+    with pytest.raises(VitaError, match="--modes needs at least one mode"):
+        generate.main(["--eval", "--modes", "world.seed=0", "--run-dir", str(run / "run"), *flags])
     with pytest.raises(VitaError, match="no stage4 checkpoint .* run: python train.py --stage 4 --preset tiny"):
         generate.main(["--eval", "--run-dir", tiny_run_without_stage4, *flags])
 

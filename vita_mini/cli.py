@@ -1,4 +1,5 @@
-"""Shared by the command lines: a VitaError becomes one line on stderr and exit code 2."""
+"""Shared by the command lines: a VitaError becomes one line on stderr and exit code 2, and
+``--modes`` gives back the overrides it swallowed."""
 
 from __future__ import annotations
 
@@ -15,3 +16,15 @@ def run_main(main: Callable[[], int]) -> None:
         print(f"error: {exc}", file=sys.stderr)
         code = 2
     sys.exit(code)
+
+
+def split_modes(args) -> None:
+    """``--modes`` takes every word after it, so in ``--modes vanilla stage1.steps=5`` the
+    override would be read as a mode. A mode or schedule never holds '=': move such words to
+    ``args.overrides``. With no mode left, say so."""
+    from vita_mini.errors import VitaError
+
+    args.overrides += [word for word in args.modes if "=" in word]
+    args.modes = [word for word in args.modes if "=" not in word]
+    if not args.modes:
+        raise VitaError("--modes needs at least one mode (vanilla, balance, boost, turbo) or schedule (e.g. 1,10,4,10)")

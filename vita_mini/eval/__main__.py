@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from vita_mini.cli import run_main
+from vita_mini.cli import run_main, split_modes
 from vita_mini.config import PRESETS, get_config
 from vita_mini.eval.suite import MODE_NAMES, evaluate_and_report
 from vita_mini.train.loop import pick_device
@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="section.field=value",
                         help="config overrides the run was trained with")
     args = parser.parse_intermixed_args(argv)
+    split_modes(args)
     cfg = get_config(args.preset, args.overrides)
     if args.run_dir:
         cfg.run_dir = args.run_dir
