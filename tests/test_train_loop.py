@@ -125,7 +125,7 @@ def test_stage0_end_to_end_writes_everything(tiny_cfg):
         load_stage0(tiny_cfg)
 
 
-def test_a_field_added_after_the_checkpoint_counts_as_its_default():
+def test_a_field_added_after_the_checkpoint_counts_as_its_default_a_section_differs():
     from vita_mini.config import get_config
     from vita_mini.train.checkpoint import config_differences
 
@@ -135,3 +135,6 @@ def test_a_field_added_after_the_checkpoint_counts_as_its_default():
     assert config_differences(saved, now, ["data"]) == []
     now["data"]["mix_copy"] = 0.2
     assert config_differences(saved, now, ["data"]) == ["data.mix_copy: 0.0 -> 0.2"]
+    del saved["mctp_data"]  # a whole section added later: the checkpoint's stage worked otherwise
+    assert config_differences(saved, now, ["mctp_data"]) == [
+        f"mctp_data: absent (older than this section) -> {now['mctp_data']}"]

@@ -70,7 +70,9 @@ def config_differences(saved: dict, current: dict, sections: list[str]) -> list[
     """Fields of the given config sections whose values differ, as 'section.field: saved -> now'.
 
     A field the saved config does not have (one added to vita-mini after the checkpoint was
-    made) counts as saved with its dataclass default: behaviour that did not exist yet was off."""
+    made) counts as saved with its dataclass default: behaviour that did not exist yet was off.
+    A whole section it does not have differs: a section stands for a behaviour the checkpoint's
+    stage did not have yet (e.g. ``mctp_data``: older stages 2 and 3 drew stage 1's shares)."""
     defaults = Config().to_dict()
     diffs = []
     for section in sections:
@@ -83,7 +85,7 @@ def config_differences(saved: dict, current: dict, sections: list[str]) -> list[
                 if va != vb:
                     diffs.append(f"{section}.{key}: {va} -> {vb}")
         elif a != b:
-            diffs.append(f"{section}: {a} -> {b}")
+            diffs.append(f"{section}: {'absent (older than this section)' if a is None else a} -> {b}")
     return diffs
 
 
