@@ -9,9 +9,9 @@ VITA-Audio (REFERENCE.md "Four training stages"):
               module); the loss is the mean of the modules' cross-entropies; LLM still frozen.
 
 Data: stage 1's samples (train/stage1.py), packed the same way, in other shares
-(``cfg.mctp_data``: mostly TTS, whose audio the modules write in Boost; config.py says why). Module k's targets are the
-next-token labels at its own positions, where its chain reaches a real LLM state
-(model/mctp.py ``module_labels``), so loss masks are stage 1's.
+(``cfg.mctp_data``: mostly TTS, whose audio the modules write in Boost; config.py says why).
+Module k's targets are the next-token labels at its own positions, where its chain reaches a
+real LLM state (model/mctp.py ``module_labels``), so loss masks are stage 1's.
 
 After training, each module's teacher-forced accuracy at its own offset (module k predicts the
 token k+2 after the LLM state it starts from; the LLM itself predicts the token 1 after) is

@@ -82,7 +82,7 @@ def corpus_codes(cfg: Config, codec: AudioCodec, corpus: Corpus, corpus_file: st
     except Exception:  # missing, truncated or foreign: a cache is simply made again
         pass
     codes = encode_corpus(codec, corpus)
-    flat = torch.tensor([c for row in codes for c in row], dtype=torch.int16)  # codebook < 32768
+    flat = torch.tensor([c for row in codes for c in row], dtype=torch.int32)
     lengths = torch.tensor([len(row) for row in codes])
     atomic_write_bytes(path, lambda tmp: torch.save({"key": key, "codes": flat, "lengths": lengths}, tmp))
     return codes
