@@ -25,7 +25,7 @@ import time
 import torch
 
 from vita_mini.config import Config
-from vita_mini.data.corpus import load_corpus
+from vita_mini.data.corpus import corpus_path, load_corpus
 from vita_mini.data.samples import pack
 from vita_mini.eval.tasks import asr_cer, s2s_ceiling, spoken_qa_report, tts_judge_cer
 from vita_mini.infer.engine import Engine
@@ -33,7 +33,7 @@ from vita_mini.infer.schedule import MODES
 from vita_mini.train.checkpoint import save_json
 from vita_mini.train.mctp_stages import format_accuracy, module_accuracy
 from vita_mini.train.stage0 import load_stage0
-from vita_mini.train.stage1 import encode_corpus
+from vita_mini.train.stage1 import corpus_codes
 from vita_mini.train.stage4 import load_spoken_qa, load_stage4
 
 MODE_NAMES = tuple(MODES)  # vanilla, balance, boost, turbo
@@ -48,20 +48,21 @@ def run_suite(cfg: Config, device: torch.device, modes=MODE_NAMES, log=print) ->
     for mode in modes:
         engine.check_schedule(mode)  # a bad mode fails now, not after minutes of work
     corpus = load_corpus(cfg, log)
-    test = corpus.subset(corpus.indices("test"))
-    test_codes = encode_corpus(codec, test)
+    test = corpus.indices("test")
+    codes = corpus_codes(cfg, codec, corpus, corpus_path(cfg))  # cached beside stage 0 in training
+    test_codes, test_texts = [codes[u] for u in test], [corpus.texts[u] for u in test]
     sqa = load_spoken_qa(cfg, codec, log)
     voice = cfg.synth.assistant_voice
     results = {"preset": cfg.preset, "run_dir": cfg.resolved_run_dir(), "modes": list(modes),
                "n_test_utterances": len(test), "n_seen": len(sqa.test_seen), "n_text_only": len(sqa.test_text)}
     log(f"ASR on {len(test)} test utterances ...")
-    results["asr_cer"], _ = asr_cer(llm, test_codes, test.texts)
+    results["asr_cer"], _ = asr_cer(llm, test_codes, test_texts)
     results["tts"], results["spoken_qa"], results["speed"] = {}, {}, {}
     results["s2s_ceiling"] = s2s_ceiling(codec, judge, sqa.test_seen, voice)  # the same in every mode
     for mode in modes:
         log(f"{mode}: TTS of {len(test)} sentences, spoken QA of "
             f"{len(sqa.test_seen) + len(sqa.test_text)} questions ...")
-        tts = tts_judge_cer(llm, codec, judge, test.texts, voice, mctp=mctp, schedule=mode)
+        tts = tts_judge_cer(llm, codec, judge, test_texts, voice, mctp=mctp, schedule=mode)
         results["tts"][mode] = {k: tts[k] for k in ("judge_cer", "copy_cer", "self_cer")}
         qa = spoken_qa_report(engine, codec, judge, sqa.test_seen, sqa.test_text, voice, mode)
         results["speed"][mode] = qa.pop("speed")
