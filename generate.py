@@ -34,22 +34,18 @@ import torch
 from vita_mini.audio.wav import WavWriter, load_audio, write_wav
 from vita_mini.cli import run_main, split_modes
 from vita_mini.config import PRESETS, get_config
-from vita_mini.eval.suite import MODE_NAMES, evaluate_and_report
 from vita_mini.data.synth import SPEAKERS, synthesize
-from vita_mini.data.world import CHARSET
 from vita_mini.errors import VitaError
-from vita_mini.train.loop import pick_device
-from vita_mini.eval.tasks import answer_text, transcribe
+from vita_mini.eval.suite import MODE_NAMES, evaluate_and_report
+from vita_mini.eval.tasks import answer_text, llm_transcribe
 from vita_mini.infer.benchmark import run_benchmark
 from vita_mini.infer.engine import Engine
 from vita_mini.infer.sampling import Sampling
 from vita_mini.infer.schedule import describe, parse_schedule
 from vita_mini.infer.stream import TextPiece, stream_events
-from vita_mini.train.mctp_stages import load_speech_lm
-from vita_mini.train.stage0 import load_stage0
-from vita_mini.train.stage1 import load_stage1
-from vita_mini.train.stage4 import load_stage4
-from vita_mini.vocab import SPOKEN_ANSWER_INSTRUCTION, TTS_INSTRUCTION, prompt_tokens, text_ids, user_audio, vocab_size
+from vita_mini.runs import load_audio_models, load_speech_lm, pick_device
+from vita_mini.vocab import (CHARSET, SPOKEN_ANSWER_INSTRUCTION, TTS_INSTRUCTION, prompt_tokens, text_ids,
+                             user_audio, vocab_size)
 
 TASKS = ["speak", "tokenize", "resynth", "judge", "asr", "tts", "text", "chat"]
 LLM_TASKS = ["asr", "tts", "text", "chat"]
@@ -130,12 +126,12 @@ def main(argv=None) -> int:
         print(f"wrote {out}")
         return 0
 
-    wav = load_audio(require(args.audio, "--audio", args.task), cfg.audio.sample_rate)
+    wav = read_input_audio(require(args.audio, "--audio", args.task), cfg)
     out = require(args.out, "--out", args.task) if args.task == "resynth" else None
     if args.task == "resynth" and not 0 <= args.speaker < cfg.codec.n_voices:
         raise VitaError(f"--speaker {args.speaker}: the decoder knows voices 0..{cfg.codec.n_voices - 1}")
     device = pick_device(args.device)
-    codec, judge = load_stage0(cfg, device)
+    codec, judge = load_audio_models(cfg, device)
     with torch.no_grad():
         if args.task == "tokenize":
             codes = codec.encode(wav.to(device)).tolist()
@@ -147,6 +143,11 @@ def main(argv=None) -> int:
         else:
             print(judge.transcribe(wav.to(device)))
     return 0
+
+
+def read_input_audio(path: str, cfg):
+    """The WAV at ``path`` at the codec's rate; at least one audio token long (else one line)."""
+    return load_audio(path, cfg.audio.sample_rate, min_samples=cfg.audio.hop_length * cfg.codec.downsample)
 
 
 def record(tokens, into: list):
@@ -171,15 +172,6 @@ def pick_stage(args, schedule) -> int:
     return stage
 
 
-def load_llm(cfg, stage: int, device):
-    """(LLM, MCTP cascade or None) of a finished stage."""
-    if stage == 1:
-        return load_stage1(cfg, device), None
-    if stage == 4:
-        return load_stage4(cfg, device)
-    return load_speech_lm(cfg, f"stage{stage}", device)
-
-
 def clean_text(text: str | None, task: str) -> str:
     if text is None:
         raise VitaError(f"--task {task} needs --text")
@@ -198,19 +190,19 @@ def run_llm_task(args, cfg) -> int:
     if args.task == "chat" and args.audio and args.text is not None:
         raise VitaError("--task chat takes --audio or --text, not both")
     if args.task == "asr" or (args.task == "chat" and args.text is None):
-        wav = load_audio(require(args.audio, "--audio" if args.task == "asr" else "--audio or --text",
-                                 args.task), cfg.audio.sample_rate)
+        wav = read_input_audio(require(args.audio, "--audio" if args.task == "asr" else "--audio or --text",
+                                       args.task), cfg)
     else:
         text = clean_text(args.text, args.task)
         if args.task == "chat":  # as the toy world asks: lowercase, no question mark
             text = clean_text(text.lower().rstrip("?.!"), args.task)
     out = require(args.out, "--out", args.task) if args.task == "tts" else args.out
     device = pick_device(args.device)
-    codec, _ = load_stage0(cfg, device)
-    model, mctp = load_llm(cfg, stage, device)
+    codec, _ = load_audio_models(cfg, device)
+    model, mctp = load_speech_lm(cfg, stage, device)
     if args.task == "asr":
         with torch.no_grad():
-            print(transcribe(model, codec.encode(wav.to(device)).tolist()))
+            print(llm_transcribe(model, codec.encode(wav.to(device)).tolist()))
         return 0
     if args.task == "text":
         print(answer_text(model, text))

@@ -32,32 +32,13 @@ import torch
 from vita_mini.cli import run_main
 from vita_mini.config import PRESETS, get_config
 from vita_mini.errors import VitaError
-from vita_mini.train.checkpoint import load_checkpoint
-from vita_mini.train.loop import pick_device
-from vita_mini.train.mctp_stages import run_mctp_stage
-from vita_mini.train.stage0 import run_stage0, stage_dir
-from vita_mini.train.stage1 import run_stage1
-from vita_mini.train.stage4 import run_stage4
-
-STAGES = ["0", "1", "2", "3", "4"]
-NAMES = {"0": "audio tokenizer", "1": "audio-text alignment", "2": "one MCTP module",
-         "3": "ten MCTP modules", "4": "spoken question answering"}
-
-
-def run_stage(stage: str, cfg, device, resume: bool = False, stop_after: int | None = None):
-    """Train one stage; its metrics, or None if it stopped early."""
-    if stage == "0":
-        return run_stage0(cfg, device, resume=resume, stop_after=stop_after)
-    if stage == "1":
-        return run_stage1(cfg, device, resume=resume, stop_after=stop_after)
-    if stage == "4":
-        return run_stage4(cfg, device, resume=resume, stop_after=stop_after)
-    return run_mctp_stage(cfg, f"stage{stage}", device, resume=resume, stop_after=stop_after)
+from vita_mini.runs import STAGE_TITLES, STAGES, checkpoint_path, pick_device, stage_state
+from vita_mini.train.run_stage import run_stage
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", required=True, choices=[*STAGES, "all"],
+    parser.add_argument("--stage", required=True, choices=[*map(str, STAGES), "all"],
                         help="which stage to train; all: 0 to 4 in order")
     parser.add_argument("--preset", default="toy", choices=list(PRESETS), help="config preset (default: toy)")
     parser.add_argument("--device", default=None, help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
@@ -90,17 +71,18 @@ def main(argv=None) -> int:
     print(cfg.to_json())
     if args.stage == "all":
         return run_all(cfg, args)
-    checkpoint = os.path.join(stage_dir(cfg, f"stage{args.stage}"), "checkpoint.pt")
+    stage = int(args.stage)
+    checkpoint = checkpoint_path(cfg, stage)
     if args.eval:
-        if not stage_finished(cfg, f"stage{args.stage}"):
-            raise VitaError(f"--eval needs a finished stage {args.stage} in '{checkpoint}'; "
-                            f"train it first: python train.py --stage {args.stage} --preset {cfg.preset}")
+        if not stage_state(cfg, stage):
+            raise VitaError(f"--eval needs a finished stage {stage} in '{checkpoint}'; "
+                            f"train it first: python train.py --stage {stage} --preset {cfg.preset}")
         args.resume = True  # a finished run resumes straight into its report
     elif os.path.exists(checkpoint) and not (args.resume or args.restart):
         raise VitaError(f"'{checkpoint}' already exists: pass --resume to continue it or --restart "
                         f"to train from scratch")
-    ensure_earlier_stages(cfg, args, args.stage)
-    done = run_stage(args.stage, cfg, device, resume=args.resume, stop_after=args.stop_after)
+    ensure_earlier_stages(cfg, args, stage)
+    done = run_stage(cfg, stage, device, resume=args.resume, stop_after=args.stop_after)
     return 0 if done is not None else 1
 
 
@@ -109,18 +91,18 @@ def run_all(cfg, args) -> int:
     trained anew, and ``--eval``: reported again), an unfinished one resumes; ``--stop-after``
     stops the first stage that trains."""
     for stage in STAGES:
-        state = stage_finished(cfg, f"stage{stage}")
+        state = stage_state(cfg, stage)
         if args.eval:
             if not state:
                 raise VitaError(f"--eval needs a finished stage {stage} in {cfg.resolved_run_dir()}; "
                                 f"train it first: python train.py --stage all --preset {cfg.preset}")
             how = "--eval"
         elif state and not args.restart:
-            print(f"stage {stage} ({NAMES[stage]}) already finished in {cfg.resolved_run_dir()}: skipping")
+            print(f"stage {stage} ({STAGE_TITLES[stage]}) already finished in {cfg.resolved_run_dir()}: skipping")
             continue
         else:
             how = "--resume" if state is False and not args.restart else "--restart"
-        print(f"== stage {stage} ({NAMES[stage]}) ==", flush=True)
+        print(f"== stage {stage} ({STAGE_TITLES[stage]}) ==", flush=True)
         code = run_in_fresh_process(stage, args, how, args.stop_after)
         if code == 1:
             print(f"stage {stage} stopped before it finished; run the same command again (without "
@@ -130,10 +112,10 @@ def run_all(cfg, args) -> int:
     return 0
 
 
-def run_in_fresh_process(stage: str, args, how: str, stop_after: int | None = None) -> int:
+def run_in_fresh_process(stage: int, args, how: str, stop_after: int | None = None) -> int:
     """``python train.py --stage <stage> <how>`` with this run's preset, device, seed, run folder
     and overrides, in a new Python process; its exit code (0 finished, 1 stopped early, 2 error)."""
-    command = [sys.executable, os.path.abspath(__file__), "--stage", stage, "--preset", args.preset, how]
+    command = [sys.executable, os.path.abspath(__file__), "--stage", str(stage), "--preset", args.preset, how]
     for flag, value in (("--device", args.device), ("--seed", args.seed), ("--run-dir", args.run_dir),
                         ("--stop-after", stop_after)):
         if value is not None:
@@ -146,21 +128,13 @@ def run_in_fresh_process(stage: str, args, how: str, stop_after: int | None = No
             return child.wait()
 
 
-def stage_finished(cfg, stage: str) -> bool | None:
-    """True if finished, False if started and unfinished, None if there is no checkpoint."""
-    path = os.path.join(stage_dir(cfg, stage), "checkpoint.pt")
-    if not os.path.exists(path):
-        return None
-    return bool(load_checkpoint(path).get("finished"))
-
-
-def ensure_earlier_stages(cfg, args, stage: str) -> None:
+def ensure_earlier_stages(cfg, args, stage: int) -> None:
     """A stage builds on the ones before it: train (or finish) any that is missing, saying so."""
-    for earlier in STAGES[:STAGES.index(stage)]:
-        state = stage_finished(cfg, f"stage{earlier}")
+    for earlier in STAGES[:stage]:
+        state = stage_state(cfg, earlier)
         if state:
             continue
-        print(f"stage {earlier} ({NAMES[earlier]}) is {'unfinished' if state is False else 'missing'} "
+        print(f"stage {earlier} ({STAGE_TITLES[earlier]}) is {'unfinished' if state is False else 'missing'} "
               f"in {cfg.resolved_run_dir()}: training it first", flush=True)
         code = run_in_fresh_process(earlier, args, "--resume" if state is False else "--restart")
         if code != 0:

@@ -67,7 +67,7 @@ def test_generate_eval_checks_modes_and_stage(tiny_full_run, tiny_run_without_st
         generate.main(["--eval", "--modes", "vanilla", "warp", "--run-dir", str(run / "run"), *flags])
     with pytest.raises(VitaError, match="--modes needs at least one mode"):
         generate.main(["--eval", "--modes", "world.seed=0", "--run-dir", str(run / "run"), *flags])
-    with pytest.raises(VitaError, match="no stage4 checkpoint .* run: python train.py --stage 4 --preset tiny"):
+    with pytest.raises(VitaError, match="no stage 4 checkpoint .* run: python train.py --stage 4 --preset tiny"):
         generate.main(["--eval", "--run-dir", tiny_run_without_stage4, *flags])
 
 

@@ -90,7 +90,7 @@ def test_bad_input_is_one_clear_error_and_no_file(flags, tmp_path, argv, phrase)
 
 def test_chat_on_a_run_without_stage4_names_the_command(tiny_run_without_stage4, tmp_path):
     out = tmp_path / "a.wav"
-    with pytest.raises(VitaError, match="no stage4 checkpoint .* run: python train.py --stage 4 --preset tiny"):
+    with pytest.raises(VitaError, match="no stage 4 checkpoint .* run: python train.py --stage 4 --preset tiny"):
         generate.main(["--task", "chat", "--text", "hi", "--out", str(out), "--preset", "tiny",
                        "--run-dir", tiny_run_without_stage4])
     assert not out.exists()

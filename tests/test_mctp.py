@@ -5,10 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from vita_mini.config import LLMConfig
-from vita_mini.data.samples import IGNORE, pack
+from vita_mini.data.samples import pack
+from vita_mini.vocab import IGNORE
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP, doc_positions, module_labels
-from vita_mini.train.mctp_stages import mctp_losses
+from vita_mini.model.teacher_forced import mctp_losses
 from vita_mini.vocab import Sample
 
 CFG = LLMConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64, max_seq_len=64)

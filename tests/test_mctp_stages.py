@@ -9,8 +9,8 @@ import generate
 import train
 from vita_mini.config import get_config
 from vita_mini.errors import VitaError
-from vita_mini.train.checkpoint import load_checkpoint
-from vita_mini.train.mctp_stages import load_speech_lm
+from vita_mini.checkpoint import load_checkpoint
+from vita_mini.runs import load_speech_lm
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_loading_modules_names_the_stage_to_run(tmp_path):
     cfg = get_config("tiny")
     cfg.run_dir = str(tmp_path)
     with pytest.raises(VitaError, match="--stage 3"):
-        load_speech_lm(cfg, "stage3")
+        load_speech_lm(cfg, 3)
 
 
 def test_generate_tts_in_every_mode(stage3_run, tmp_path, capsys):
@@ -72,12 +72,12 @@ def test_generate_rejects_a_bad_mode(stage3_run, capsys):
 
 
 def test_stages_2_and_3_draw_their_own_sample_shares(tiny_cfg):
-    """Stage 1 draws its samples by cfg.data's shares; stages 2 and 3 by cfg.mctp_data's
+    """Stage 1 draws its samples by cfg.alignment_data's shares; stages 2 and 3 by cfg.mctp_data's
     (mostly TTS), from the same samples."""
     from collections import Counter
 
     from vita_mini.data.corpus import load_corpus
-    from vita_mini.train.stage1 import AlignmentData
+    from vita_mini.data.alignment import AlignmentData
 
     corpus = load_corpus(tiny_cfg, log=lambda *_: None)
     codes = [[1, 2, 3, 4]] * len(corpus)  # any codes: only the sample kinds are counted
@@ -85,7 +85,7 @@ def test_stages_2_and_3_draw_their_own_sample_shares(tiny_cfg):
     stage1 = AlignmentData(tiny_cfg, corpus, codes)
     modules = AlignmentData(tiny_cfg, corpus, codes, mix=tiny_cfg.mctp_data)
     assert modules.samples == stage1.samples
-    for data, shares in ((stage1, tiny_cfg.data), (modules, tiny_cfg.mctp_data)):
+    for data, shares in ((stage1, tiny_cfg.alignment_data), (modules, tiny_cfg.mctp_data)):
         counts = Counter(kind for kind, _ in data.order)
         total = sum(counts.values())
         for kind in ("asr", "tts", "text"):

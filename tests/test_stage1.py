@@ -6,12 +6,14 @@ import torch.nn.functional as F
 
 import train
 from vita_mini.config import LLMConfig
-from vita_mini.data.samples import IGNORE, text_sample
+from vita_mini.data.samples import text_sample
+from vita_mini.vocab import IGNORE
 from vita_mini.errors import VitaError
 from vita_mini.infer.decode import greedy_generate
 from vita_mini.model.llm import LLM
-from vita_mini.train.checkpoint import load_checkpoint, save_checkpoint
-from vita_mini.train.stage1 import head_cross_entropy, lm_loss, load_stage1
+from vita_mini.checkpoint import load_checkpoint, save_checkpoint
+from vita_mini.model.teacher_forced import head_cross_entropy, lm_loss
+from vita_mini.runs import load_speech_lm
 from vita_mini.data.samples import pack
 from vita_mini.vocab import END, vocab_size
 
@@ -63,22 +65,22 @@ def test_stage1_checkpoint_loads_strictly(stage1_run, tmp_path):
     from vita_mini.config import get_config
     cfg = get_config("tiny")
     cfg.run_dir = str(run / "run")
-    model = load_stage1(cfg)
+    model, _ = load_speech_lm(cfg, 1)
     assert isinstance(model, LLM)
     payload = load_checkpoint(str(run / "run" / "stage1" / "checkpoint.pt"))
     payload["model"]["lm_head.weight"] = payload["model"]["lm_head.weight"][:-1]  # wrong shape
     cfg.run_dir = str(tmp_path)
     save_checkpoint(str(tmp_path / "stage1" / "checkpoint.pt"), payload)
     with pytest.raises(VitaError, match="does not fit the model"):
-        load_stage1(cfg)
+        load_speech_lm(cfg, 1)
     cfg.llm.d_model = 32
     with pytest.raises(VitaError, match="llm.d_model: 64 -> 32"):
-        load_stage1(cfg)
+        load_speech_lm(cfg, 1)
 
 
 def test_missing_stage0_checkpoint_for_llm_tasks(tmp_path):
     import generate
-    with pytest.raises(VitaError, match="no stage-0 checkpoint"):
+    with pytest.raises(VitaError, match="no stage 0 checkpoint"):
         generate.main(["--task", "tts", "--text", "ana", "--out", str(tmp_path / "x.wav"),
                        "--preset", "tiny", "--run-dir", str(tmp_path / "none")])
     assert not os.path.exists(tmp_path / "x.wav")
@@ -119,29 +121,3 @@ def test_tiny_llm_overfits_one_packed_batch_of_chat_samples(tiny_cfg):
     from vita_mini.vocab import TEXT_INSTRUCTION, decode_text, prompt_tokens, text_ids
     answer = greedy_generate(model.eval(), prompt_tokens(TEXT_INSTRUCTION, text_ids("where does ana live")), 30)
     assert decode_text(answer) == "ana lives in rome" and answer[-1] == END
-
-
-def test_corpus_codes_are_cached_per_codec(tiny_cfg, monkeypatch):
-    """The codes come back from stage 0's folder equal to a fresh encoding; another codec, or
-    a broken cache file, encodes again."""
-    from vita_mini.audio.codec import AudioCodec
-    from vita_mini.data.corpus import corpus_path, load_corpus
-    from vita_mini.train import stage1
-
-    corpus = load_corpus(tiny_cfg, log=lambda *_: None)
-    corpus = corpus.subset(list(range(6)))
-    codec = AudioCodec(tiny_cfg.codec, tiny_cfg.audio).eval()
-    fresh = stage1.encode_corpus(codec, corpus)
-    assert stage1.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg)) == fresh
-    calls = []
-    monkeypatch.setattr(stage1, "encode_corpus", lambda c, corpus: calls.append(1) or [[0]] * len(corpus))
-    assert stage1.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg)) == fresh
-    assert calls == []  # read back, not encoded
-    with torch.no_grad():
-        next(codec.parameters()).add_(1.0)  # "stage 0 retrained"
-    assert stage1.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg)) == [[0]] * len(corpus)
-    (cache,) = [f for f in os.listdir(os.path.join(tiny_cfg.run_dir, "stage0")) if f.startswith("codes-")]
-    with open(os.path.join(tiny_cfg.run_dir, "stage0", cache), "wb") as f:
-        f.write(b"not a torch file")
-    assert stage1.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg)) == [[0]] * len(corpus)
-    assert calls == [1, 1]

@@ -11,15 +11,17 @@ import torch
 import train
 from vita_mini.config import get_config
 from vita_mini.data.corpus import make_world
-from vita_mini.data.samples import IGNORE, pack
+from vita_mini.data.samples import pack
+from vita_mini.vocab import IGNORE
 from vita_mini.data.spoken_qa import (SpokenQAData, answer_is_right, load_spoken_qa_corpus, question_voices,
                                       spoken_answer_sample)
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
-from vita_mini.train.checkpoint import load_checkpoint
+from vita_mini.checkpoint import load_checkpoint
 from vita_mini.train.loop import make_optimizer
-from vita_mini.train.mctp_stages import mctp_losses
-from vita_mini.train.stage4 import Stage4Task, load_stage4, sft_losses
+from vita_mini.model.teacher_forced import mctp_losses
+from vita_mini.runs import load_speech_lm
+from vita_mini.train.stage4 import Stage4Task, sft_losses
 from vita_mini.vocab import (ASSISTANT, BOA, END, EOA, SPOKEN_ANSWER_INSTRUCTION, audio_ids, prompt_tokens,
                              text_ids, user_audio, vocab_size)
 
@@ -65,7 +67,7 @@ def test_learning_rate_groups_mctp_at_ten_times_the_llm():
         assert group_of[id(p)]["lr"] == pytest.approx(cfg.stage4.lr)
     for p in mctp.parameters():
         assert group_of[id(p)]["lr"] == pytest.approx(10 * cfg.stage4.lr)
-        assert group_of[id(p)]["lr_scale"] == cfg.sqa.mctp_lr_scale == 10.0
+        assert group_of[id(p)]["lr_scale"] == cfg.spoken_qa.mctp_lr_scale == 10.0
 
 
 @pytest.mark.parametrize("grad_to_llm", [True, False])
@@ -119,7 +121,7 @@ def test_stage4_trains_everything_and_reports(tiny_full_run):
     assert "s2s_ceiling" not in metrics["spoken_qa"]["text_only"]  # never spoken: nothing recorded
     cfg = get_config("tiny")
     cfg.run_dir = str(run / "run")
-    llm, mctp = load_stage4(cfg)
+    llm, mctp = load_speech_lm(cfg, 4)
     assert len(mctp) == cfg.mctp.n_modules
 
 
@@ -141,7 +143,7 @@ def test_spoken_qa_splits(tiny_full_run):
     codes = [[1, 2, 3]] * len(corpus)
     data = SpokenQAData(cfg, corpus, codes)
     n_spoken = sum(qa.spoken for qa in world.qa)
-    assert len(data.train) == n_spoken * cfg.sqa.train_voices + n_spoken  # + the written questions
+    assert len(data.train) == n_spoken * cfg.spoken_qa.train_voices + n_spoken  # + the written questions
     assert all(not q.spoken_fact for q in data.test_text) and all(q.spoken_fact for q in data.test_seen)
 
 
@@ -158,7 +160,7 @@ def test_tiny_model_learns_to_answer_aloud_in_vanilla_and_boost(tiny_cfg, tmp_pa
     torch.manual_seed(0)
     llm, mctp = LLM(cfg.llm, vocab_size(cfg.codec.codebook_size)), MCTP(cfg.llm, cfg.mctp.n_modules)
     qa = [([1, 2, 3, 4], "ana lives in rome", list(range(5, 25))), ([9, 8, 7, 6], "bob has a cat", list(range(30, 50)))]
-    batch = pack([spoken_answer_sample(user_audio(q), a, c, cfg.data.ratio) for q, a, c in qa], 128)
+    batch = pack([spoken_answer_sample(user_audio(q), a, c, cfg.alignment_data.ratio) for q, a, c in qa], 128)
     task = Stage4Task(cfg, SimpleNamespace(order=[0]), llm, mctp)
     optimizer = make_optimizer(task, TrainConfig(lr=1e-3, weight_decay=0.0))
     for _ in range(200):

@@ -8,9 +8,11 @@ import torch
 from vita_mini.config import TrainConfig
 from vita_mini.data.corpus import load_corpus
 from vita_mini.errors import VitaError
-from vita_mini.train.checkpoint import load_checkpoint
-from vita_mini.train.loop import BatchSampler, lr_at, pick_device, train
-from vita_mini.train.stage0 import Stage0Task, load_stage0, run_stage0
+from vita_mini.checkpoint import load_checkpoint
+from vita_mini.runs import load_audio_models, pick_device
+from vita_mini.train.loop import BatchSampler, lr_at, train
+from vita_mini.train.run_stage import run_stage
+from vita_mini.train.stage0 import Stage0Task
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -110,31 +112,31 @@ def test_resume_matches_an_uninterrupted_run(tiny_cfg, tmp_path):
 
 
 def test_stage0_end_to_end_writes_everything(tiny_cfg):
-    metrics = run_stage0(tiny_cfg, torch.device("cpu"), log=lambda s: None)
+    metrics = run_stage(tiny_cfg, 0, torch.device("cpu"), log=lambda s: None)
     folder = os.path.join(tiny_cfg.run_dir, "stage0")
     for name in ("checkpoint.pt", "config.json", "metrics.json", "samples/0_original.wav",
                  "samples/0_resynth.wav"):
         assert os.path.exists(os.path.join(folder, name)), name
     for key in ("perplexity", "codebook_used", "mel_l1", "codec_cer", "judge_cer", "resynth_judge_cer"):
         assert key in metrics
-    codec, judge = load_stage0(tiny_cfg)
+    codec, judge = load_audio_models(tiny_cfg)
     assert codec.encode(torch.randn(3200) * 0.1).shape == (5,)
     # another config cannot load it, and says which field differs
     tiny_cfg.codec.codebook_size = 32
     with pytest.raises(VitaError, match="codec.codebook_size: 64 -> 32"):
-        load_stage0(tiny_cfg)
+        load_audio_models(tiny_cfg)
 
 
 def test_a_field_added_after_the_checkpoint_counts_as_its_default_a_section_differs():
     from vita_mini.config import get_config
-    from vita_mini.train.checkpoint import config_differences
+    from vita_mini.checkpoint import config_differences
 
     now = get_config("toy").to_dict()
     saved = get_config("toy").to_dict()
-    del saved["data"]["mix_copy"]  # a checkpoint from before the field existed
-    assert config_differences(saved, now, ["data"]) == []
-    now["data"]["mix_copy"] = 0.2
-    assert config_differences(saved, now, ["data"]) == ["data.mix_copy: 0.0 -> 0.2"]
+    del saved["alignment_data"]["mix_copy"]  # a checkpoint from before the field existed
+    assert config_differences(saved, now, ["alignment_data"]) == []
+    now["alignment_data"]["mix_copy"] = 0.2
+    assert config_differences(saved, now, ["alignment_data"]) == ["alignment_data.mix_copy: 0.0 -> 0.2"]
     del saved["mctp_data"]  # a whole section added later: the checkpoint's stage worked otherwise
     assert config_differences(saved, now, ["mctp_data"]) == [
         f"mctp_data: absent (older than this section) -> {now['mctp_data']}"]

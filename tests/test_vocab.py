@@ -2,8 +2,8 @@ import pytest
 
 import torch
 
-from vita_mini.data.samples import IGNORE, asr_sample, noisy_inputs, pack, text_sample, tts_sample
-from vita_mini.data.world import CHARSET
+from vita_mini.data.samples import asr_sample, noisy_inputs, pack, text_sample, tts_sample
+from vita_mini.vocab import CHARSET, IGNORE
 from vita_mini.vocab import (ASSISTANT, AUDIO_OFFSET, BOA, END, EOA, N_BYTES, PAD, SPECIALS,
                              audio_ids, chat_tokens, check_ratio, decode_audio, decode_text,
                              expand_audio_placeholders, interleave, prompt_tokens, text_ids,
@@ -14,7 +14,7 @@ A = [f"a{i}" for i in range(100)]
 
 
 def reference_interleave(text, audio, ratio):
-    """The REFERENCE.md rule, written independently: fill chunk by chunk, stop when one runs out."""
+    """The rule of tutorials/paper.md §4, written independently: fill chunk by chunk, stop when one runs out."""
     pairs = [(ratio[i], ratio[i + 1]) for i in range(0, len(ratio), 2)]
     out, k = [], 0
     text, audio = list(text), list(audio)

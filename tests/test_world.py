@@ -1,7 +1,8 @@
 import pytest
 
 from vita_mini.data import world as W
-from vita_mini.data.world import CHARSET, build_world, is_speakable
+from vita_mini.data.world import build_world, is_speakable
+from vita_mini.vocab import CHARSET
 
 TINY = dict(n_people=8, n_general_sentences=120, max_chars=28, n_val=16, n_test=16)
 

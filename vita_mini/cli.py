@@ -1,5 +1,6 @@
-"""Shared by the command lines: a VitaError becomes one line on stderr and exit code 2, and
-``--modes`` gives back the overrides it swallowed."""
+"""Shared by the command lines (train.py, generate.py, python -m vita_mini.eval): a VitaError
+becomes ``error: ...`` on stderr, one line per problem, and exit code 2; ``--modes`` gives back
+the overrides it swallowed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ def run_main(main: Callable[[], int]) -> None:
     try:
         code = main()
     except VitaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"error: {line}", file=sys.stderr)
         code = 2
     sys.exit(code)
 

@@ -1,7 +1,7 @@
 """The token space: one vocabulary for text, chat structure and audio.
 
 VITA-Audio extends its LLM's vocabulary with special tokens and the audio tokenizer's codes
-(REFERENCE.md "Backbone and tokens"). vita-mini's layout, the one place these ids are defined:
+(tutorials/paper.md §2). vita-mini's layout, the one place these ids are defined:
 
     ids 0 .. 255                       text: the UTF-8 bytes of any string (no tokenizer to train)
     ids 256 .. 256 + len(SPECIALS) - 1 special tokens, in this order:
@@ -20,7 +20,7 @@ A chat sample (``chat_tokens``) reads
     <|system|> instruction <|end|> <|user|> content <|end|> <|assistant|> answer <|end|>
 
 and only the answer and its closing <|end|> carry loss. Answers that speak interleave text and
-audio by a ratio list (``interleave``), exactly as REFERENCE.md "Interleaved output" describes.
+audio by a ratio list (``interleave``), exactly as tutorials/paper.md §4 describes.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 N_BYTES = 256
+# The toy alphabet: the only characters the world writes, the synthesizer speaks and the CTC
+# heads (codec and judge) transcribe. Text tokens are still bytes, so the LLM could write others.
+CHARSET = " abcdefghijklmnopqrstuvwxyz"
+IGNORE = -100  # label of a position that carries no loss (prompts, padding)
 SPECIALS = ["<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>",
             "<|begin_of_audio|>", "<|end_of_audio|>", "<|audio|>"]
 PAD, SYSTEM, USER, ASSISTANT, END, BOA, EOA, AUDIO_PLACEHOLDER = range(N_BYTES, N_BYTES + len(SPECIALS))

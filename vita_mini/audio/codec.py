@@ -1,6 +1,6 @@
 """The audio tokenizer and detokenizer, trained from scratch in stage 0.
 
-VITA-Audio uses GLM-4-Voice's tokenizer (REFERENCE.md "Backbone and tokens"): a speech encoder
+VITA-Audio uses GLM-4-Voice's tokenizer (tutorials/paper.md §2): a speech encoder
 with a vector quantizer inside, trained with an ASR objective so that its tokens carry *what is
 said* ("supervised semantic tokens"), plus a separate detokenizer back to sound. Ours, at laptop
 scale:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from vita_mini.data.world import CHARSET
+from vita_mini.vocab import CHARSET
 
 BLANK = 0
 N_LABELS = len(CHARSET) + 1

@@ -1,7 +1,7 @@
 """The judge ASR: a small CTC recognizer with its own weights, used to score generated speech.
 
 The paper transcribes generated speech with Whisper and reports WER against the intended text
-(Section 5, TTS and speech-to-speech QA). Whisper is far too big to download or train here, so
+(tutorials/paper.md §7: TTS and speech-to-speech QA). Whisper is far too big to download or train here, so
 stage 0 also trains this judge on the synthesized corpus: log-mel -> conv stack (stride 2, 50 Hz)
 -> CTC over characters. It is trained on clean and masked/noisy log-mel (SpecAugment-style), and
 on the codec's decoded log-mel of the same batch (train/stage0.py), so it also reads the imperfect

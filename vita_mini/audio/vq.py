@@ -1,6 +1,6 @@
 """A single-codebook vector quantizer with EMA updates, dead-code restart and straight-through.
 
-GLM-4-Voice (the tokenizer VITA-Audio uses, REFERENCE.md "Backbone and tokens") puts one vector
+GLM-4-Voice (the tokenizer VITA-Audio uses, tutorials/paper.md §2) puts one vector
 quantizer inside a Whisper encoder and trains it with the ASR objective. This is that quantizer:
 
 * nearest neighbour: each encoder vector z is replaced by its closest codebook entry e_k, and k is

@@ -53,6 +53,51 @@ def _decode(raw: bytes, tag: int, bits: int, channels: int) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(-1, channels).T)
 
 
+def _find_chunks(buf: bytes, path) -> tuple[bytes, bytes]:
+    """The bodies of the ``fmt `` and ``data`` chunks of a RIFF/WAVE file; other chunks skipped."""
+    fmt = data = None
+    pos = 12
+    while pos + 8 <= len(buf) and (fmt is None or data is None):
+        cid, size = struct.unpack_from("<4sI", buf, pos)
+        body = pos + 8
+        if cid == b"fmt ":
+            if size < 16 or body + size > len(buf):
+                raise _fail(path, "is corrupt: fmt chunk is truncated")
+            fmt = buf[body: body + size]
+        elif cid == b"data":
+            if body + size > len(buf):
+                raise _fail(path, f"is truncated: data chunk declares {size} bytes "
+                                  f"but only {len(buf) - body} are present")
+            data = buf[body: body + size]
+        pos = body + size + (size & 1)  # chunks are padded to an even size
+    if fmt is None:
+        raise _fail(path, "is corrupt: no fmt chunk")
+    if data is None:
+        raise _fail(path, "is corrupt: no data chunk")
+    return fmt, data
+
+
+def _read_format(fmt: bytes, path) -> tuple[int, int, int, int]:
+    """(format tag, channels, sample rate, bits per sample) of a fmt chunk we can decode."""
+    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", fmt)
+    if tag == EXTENSIBLE:
+        if len(fmt) < 40 or fmt[26:40] != _GUID_SUFFIX:
+            raise _fail(path, "is corrupt: bad WAVE_FORMAT_EXTENSIBLE header")
+        tag = struct.unpack_from("<H", fmt, 24)[0]
+    if tag not in (PCM, IEEE_FLOAT):
+        name = _TAG_NAMES.get(tag, "unknown")
+        raise _fail(path, f"uses an unsupported sample format: tag {tag} ({name}); "
+                          "only PCM and IEEE float are supported")
+    if (tag == PCM and bits not in (8, 16, 24, 32)) or (tag == IEEE_FLOAT and bits not in (32, 64)):
+        kind = "PCM" if tag == PCM else "float"
+        raise _fail(path, f"uses an unsupported sample format: {bits}-bit {kind}")
+    if channels == 0:
+        raise _fail(path, "is corrupt: it declares 0 channels")
+    if rate == 0:
+        raise _fail(path, "is corrupt: it declares a sample rate of 0 Hz")
+    return tag, channels, rate, bits
+
+
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read a WAV file as float32 ``[channels, samples]`` in [-1, 1], plus its sample rate.
 
@@ -75,42 +120,8 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if len(buf) < 12:
         raise _fail(path, f"is truncated: header cut short ({len(buf)} bytes)")
 
-    fmt = data = None
-    pos = 12
-    while pos + 8 <= len(buf) and (fmt is None or data is None):
-        cid, size = struct.unpack_from("<4sI", buf, pos)
-        body = pos + 8
-        if cid == b"fmt ":
-            if size < 16 or body + size > len(buf):
-                raise _fail(path, "is corrupt: fmt chunk is truncated")
-            fmt = buf[body: body + size]
-        elif cid == b"data":
-            if body + size > len(buf):
-                raise _fail(path, f"is truncated: data chunk declares {size} bytes "
-                                  f"but only {len(buf) - body} are present")
-            data = buf[body: body + size]
-        pos = body + size + (size & 1)  # chunks are padded to an even size
-    if fmt is None:
-        raise _fail(path, "is corrupt: no fmt chunk")
-    if data is None:
-        raise _fail(path, "is corrupt: no data chunk")
-
-    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", fmt)
-    if tag == EXTENSIBLE:
-        if len(fmt) < 40 or fmt[26:40] != _GUID_SUFFIX:
-            raise _fail(path, "is corrupt: bad WAVE_FORMAT_EXTENSIBLE header")
-        tag = struct.unpack_from("<H", fmt, 24)[0]
-    if tag not in (PCM, IEEE_FLOAT):
-        name = _TAG_NAMES.get(tag, "unknown")
-        raise _fail(path, f"uses an unsupported sample format: tag {tag} ({name}); "
-                          "only PCM and IEEE float are supported")
-    if (tag == PCM and bits not in (8, 16, 24, 32)) or (tag == IEEE_FLOAT and bits not in (32, 64)):
-        kind = "PCM" if tag == PCM else "float"
-        raise _fail(path, f"uses an unsupported sample format: {bits}-bit {kind}")
-    if channels == 0:
-        raise _fail(path, "is corrupt: it declares 0 channels")
-    if rate == 0:
-        raise _fail(path, "is corrupt: it declares a sample rate of 0 Hz")
+    fmt, data = _find_chunks(buf, path)
+    tag, channels, rate, bits = _read_format(fmt, path)
     frame = channels * bits // 8
     if len(data) % frame:
         raise _fail(path, f"is corrupt: data size {len(data)} is not a whole number "
@@ -121,10 +132,11 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return wav, rate
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> torch.Tensor:
+def load_audio(path: str | os.PathLike, sample_rate: int = 16000, min_samples: int = 1) -> torch.Tensor:
     """Read a WAV file as a mono float32 1-D tensor at ``sample_rate`` Hz.
 
-    The file's own rate must be within 8000..48000 Hz; channels are averaged.
+    The file's own rate must be within 8000..48000 Hz; channels are averaged. Audio shorter than
+    ``min_samples`` (at ``sample_rate``; the audio tokenizer needs one token's worth) is refused.
     """
     wav, rate = read_wav(path)
     if not MIN_RATE <= rate <= MAX_RATE:
@@ -136,6 +148,10 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> torch.Tenso
         raise _fail(path, f"is silent (peak amplitude below {SILENCE_PEAK:g})")
     if rate != sample_rate:
         mono = torchaudio.functional.resample(mono, orig_freq=rate, new_freq=sample_rate)
+    if mono.numel() < min_samples:
+        raise _fail(path, f"is {mono.numel()} samples long ({mono.numel() / sample_rate * 1000:.1f} ms); "
+                          f"the shortest audio it can hear is one audio token, {min_samples} samples "
+                          f"({min_samples / sample_rate * 1000:.0f} ms)")
     return mono.float().contiguous()
 
 

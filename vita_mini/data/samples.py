@@ -1,7 +1,7 @@
 """Chat-format training samples for the LLM, and packing them into rows.
 
 Stage 1 of VITA-Audio (audio-text alignment) trains the LLM on three kinds of data
-(REFERENCE.md "Four training stages"); each becomes a chat sample (vita_mini/vocab.py):
+(tutorials/paper.md §6); each becomes a chat sample (vita_mini/vocab.py):
 
     ASR   system "transcribe"   user: BOA codes EOA            assistant: the text
     TTS   system "read aloud"   user: the text                 assistant: text interleaved with
@@ -30,11 +30,9 @@ from dataclasses import dataclass
 
 import torch
 
-from vita_mini.data.world import CHARSET, World
-from vita_mini.vocab import (ASR_INSTRUCTION, COPY_INSTRUCTION, N_BYTES, PAD, TEXT_INSTRUCTION, TTS_INSTRUCTION, Sample,
-                             audio_ids, chat_tokens, interleave, text_ids, user_audio)
-
-IGNORE = -100  # label of positions that carry no loss
+from vita_mini.data.world import World
+from vita_mini.vocab import (ASR_INSTRUCTION, CHARSET, COPY_INSTRUCTION, IGNORE, N_BYTES, PAD, TEXT_INSTRUCTION,
+                             TTS_INSTRUCTION, Sample, audio_ids, chat_tokens, interleave, text_ids, user_audio)
 
 
 def asr_sample(codes, text: str) -> Sample:
@@ -127,7 +125,7 @@ def noisy_inputs(batch: Batch, share: float) -> torch.Tensor:
     Teacher forcing lets a small LLM finish a word from its first letters without listening to
     the audio it transcribes: "carl comes to d..." -> "cairo". With some of its own previous
     letters unreliable, it must keep reading the user's turn: the "word dropout" of Bowman et
-    al. (2016) for conditioned decoders. Stage 1 flags its ASR samples (``data.input_noise``).
+    al. (2016) for conditioned decoders. Stage 1 flags its ASR samples (``alignment_data.input_noise``).
     Assistant inputs are the positions that carry a label (vocab.py: the loss covers the answer)."""
     tokens = batch.tokens
     if share <= 0 or batch.noisy is None:
@@ -156,3 +154,23 @@ def mixed_order(kinds: dict[str, list], mix: dict[str, float], seed: int) -> lis
         rng.shuffle(picks)
         order += [(kind, i) for i in picks]
     return order
+
+
+class SampleMix:
+    """Training items drawn from several kinds of samples in given shares.
+
+    ``samples`` {kind: [Sample]}; ``order``: the (kind, index) items of ``mixed_order``, which
+    the training loop's sampler indexes; ``batch`` packs items into rows. Items of a kind in
+    ``noisy_kinds`` are flagged for ``noisy_inputs``."""
+
+    noisy_kinds: tuple[str, ...] = ()
+
+    def __init__(self, samples: dict[str, list[Sample]], shares: dict[str, float], seed: int):
+        self.samples = samples
+        self.order = mixed_order(samples, shares, seed)
+
+    def batch(self, indices: list[int], row_len: int) -> Batch:
+        """Training items ``indices`` (positions in ``order``) packed into rows of ``row_len``."""
+        items = [self.order[j] for j in indices]
+        return pack([self.samples[kind][i] for kind, i in items], row_len,
+                    noisy=[kind in self.noisy_kinds for kind, _ in items])

@@ -1,20 +1,20 @@
-"""Spoken question answering: the data of stage 4 (VITA-Audio Section 3.3, stage 4, supervised
-fine-tuning on speech QA) and of its evaluation (Section 4, spoken QA speech-to-text and
+"""Spoken question answering: the data of stage 4 (tutorials/paper.md §6: stage 4, supervised
+fine-tuning on speech QA) and of its evaluation (tutorials/paper.md §7: spoken QA speech-to-text and
 speech-to-speech).
 
 One sample (vocab.py ``chat_tokens``):
 
     system "answer aloud"   user: BOA question codes EOA   assistant: the fact sentence, its text
                                                            interleaved with its audio in the
-                                                           assistant's voice, by cfg.data.ratio
+                                                           assistant's voice, by cfg.alignment_data.ratio
 
 "where does ana live", spoken by a user, is answered "ana lives in rome" in text and speech.
 Questions come from the toy world (world.py ``qa``, two phrasings per fact). Splits:
 
     train        every question about a spoken person, both phrasings, each spoken by
-                 ``sqa.train_voices`` voices (and, with ``sqa.text_questions``, also written as
+                 ``spoken_qa.train_voices`` voices (and, with ``spoken_qa.text_questions``, also written as
                  text, so that generate.py can take a typed question)
-    test_seen    ``sqa.n_test_seen`` of those questions, each in a voice that never spoke it in
+    test_seen    ``spoken_qa.n_test_seen`` of those questions, each in a voice that never spoke it in
                  training: the facts were heard, this recording was not
     test_text    the first phrasing of every question about a text-only person, spoken. Those
                  facts appear only in stage 1's *text* data; answering them by voice measures
@@ -22,7 +22,7 @@ Questions come from the toy world (world.py ``qa``, two phrasings per fact). Spl
 
 The audio lives in its own small cached corpus (data/corpus.py's mechanism, split names
 "question", "answer", "test_seen", "test_text"), keyed by the world, the synthesizer and the
-fields of ``cfg.sqa`` that shape it, so stage 0's corpus does not change.
+fields of ``cfg.spoken_qa`` that shape it, so stage 0's corpus does not change.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from vita_mini.config import Config
 from vita_mini.data.corpus import Corpus, cache_path, check_synth, load_cached, make_world, speak_all
 from vita_mini.data.world import QA, World
-from vita_mini.errors import VitaError
 from vita_mini.vocab import SPOKEN_ANSWER_INSTRUCTION, Sample, audio_ids, chat_tokens, interleave, text_ids, user_audio
 
 
@@ -57,26 +56,17 @@ def text_only_test_questions(world: World) -> list[QA]:
     return [world.questions_about(f.id)[0] for f in world.facts if not f.spoken]
 
 
-def check_sqa(cfg: Config) -> None:
-    if not 1 <= cfg.sqa.train_voices < cfg.synth.n_speakers:
-        raise VitaError(f"sqa.train_voices={cfg.sqa.train_voices} must lie in [1, synth.n_speakers="
-                        f"{cfg.synth.n_speakers}): one voice is kept for the test questions")
-    if not 0 <= cfg.sqa.replay_share < 1:
-        raise VitaError(f"sqa.replay_share={cfg.sqa.replay_share} must lie in [0, 1)")
-
-
 def build_spoken_qa_corpus(cfg: Config, log=print) -> Corpus:
     check_synth(cfg)
-    check_sqa(cfg)
     world = make_world(cfg)
-    n, k = cfg.synth.n_speakers, cfg.sqa.train_voices
+    n, k = cfg.synth.n_speakers, cfg.spoken_qa.train_voices
     rows = []  # (text, voice, split)
     for qa in world.qa:
         if qa.spoken:
             rows += [(qa.question, v, "question") for v in question_voices(qa.question, n, k)[0]]
     rows += [(f.text, cfg.synth.assistant_voice, "answer") for f in world.facts if f.spoken]
     rows += [(qa.question, question_voices(qa.question, n, k)[1], "test_seen")
-             for qa in seen_test_questions(world, cfg.sqa.n_test_seen, cfg.world.seed)]
+             for qa in seen_test_questions(world, cfg.spoken_qa.n_test_seen, cfg.world.seed)]
     rows += [(qa.question, question_voices(qa.question, n, k)[1], "test_text")
              for qa in text_only_test_questions(world)]
     texts, voices, splits = (list(x) for x in zip(*rows))
@@ -84,13 +74,13 @@ def build_spoken_qa_corpus(cfg: Config, log=print) -> Corpus:
 
 
 def spoken_qa_corpus_path(cfg: Config) -> str:
-    return cache_path(cfg, "spoken-qa", {"sqa": {"train_voices": cfg.sqa.train_voices,
-                                                 "n_test_seen": cfg.sqa.n_test_seen}})
+    # "sqa" was this config section's old name; kept in the key so cached corpora keep their names
+    return cache_path(cfg, "spoken-qa", {"sqa": {"train_voices": cfg.spoken_qa.train_voices,
+                                                 "n_test_seen": cfg.spoken_qa.n_test_seen}})
 
 
 def load_spoken_qa_corpus(cfg: Config, log=print) -> Corpus:
     """The cached spoken-QA corpus of this config, synthesized first if missing."""
-    check_sqa(cfg)
     return load_cached(spoken_qa_corpus_path(cfg), lambda: build_spoken_qa_corpus(cfg, log),
                        "the spoken-QA corpus", log)
 
@@ -124,14 +114,14 @@ class SpokenQAData:
         world = make_world(cfg)
         by_question = {qa.question: qa for qa in world.qa}
         answer_codes = {corpus.texts[u]: codes[u] for u in corpus.indices("answer")}
-        ratio = cfg.data.ratio
+        ratio = cfg.alignment_data.ratio
 
         def sample(qa: QA, user: list[int]) -> Sample:
             return spoken_answer_sample(user, qa.answer, answer_codes[qa.answer], ratio)
 
         self.train = [sample(by_question[corpus.texts[u]], user_audio(codes[u]))
                       for u in corpus.indices("question")]
-        if cfg.sqa.text_questions:
+        if cfg.spoken_qa.text_questions:
             self.train += [sample(qa, text_ids(qa.question)) for qa in world.qa if qa.spoken]
 
         def questions(split: str) -> list[SpokenQuestion]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vita_mini.data.world import CHARSET
+from vita_mini.vocab import CHARSET
 
 SAMPLE_RATE = 16000
 FRAME = 80  # 5 ms control frames at 16 kHz
@@ -115,9 +115,10 @@ class Utterance:
     boundaries: np.ndarray  # [len(text) + 1] sample index where each character starts (+ end)
 
 
-def utterance_seed(text: str, speaker: int, take: int = 0) -> int:
-    """A stable seed for (text, speaker, take): the same inputs always sound the same."""
-    return zlib.crc32(f"{speaker}|{take}|{text}".encode()) & 0x7FFFFFFF
+def utterance_seed(text: str, speaker: int) -> int:
+    """A stable seed for (text, speaker): the same inputs always sound the same. (The "0" is
+    kept from an older version that numbered takes, so every corpus sounds as it did.)"""
+    return zlib.crc32(f"{speaker}|0|{text}".encode()) & 0x7FFFFFFF
 
 
 def synthesize(text: str, speaker: int = 0, seed: int | None = None, char_seconds: float = 0.11,
@@ -161,7 +162,23 @@ def synthesize(text: str, speaker: int = 0, seed: int | None = None, char_second
     wander = np.cumsum(rng.normal(0.0, 0.004, n_frames))
     f0 = voice.f0 * rng.uniform(0.95, 1.05) * np.linspace(1.06, 0.9, n_frames) * np.exp(wander)
 
-    # 3a. voiced part: additive synthesis, harmonic h weighted by the formant envelope at h*f0
+    # 3a. voiced part: additive synthesis (no randomness in it)
+    voiced = _voiced(f0, formants, voiced_amp, frame_pos, n_samples, voice)
+
+    # 3b. noise part: white noise shaped per frame by a band-pass (and breath for voiced frames)
+    noise = _shaped_noise(rng, n_samples, noise_amp, noise_hz, noise_bw,
+                          voice.breath * voiced_amp, formants[:, 1])
+    wav = voiced / (np.abs(voiced).max() + 1e-9) * 0.6 + noise * 0.25
+    wav = wav / (np.abs(wav).max() + 1e-9) * 0.5 * 10 ** (rng.uniform(-3, 3) / 20)
+    rms = np.sqrt(np.mean(wav ** 2))
+    wav = wav + rng.normal(0.0, rms * 10 ** (-snr_db / 20), n_samples)
+    return Utterance(text, speaker, np.clip(wav, -1, 1).astype(np.float32), boundaries)
+
+
+def _voiced(f0: np.ndarray, formants: np.ndarray, voiced_amp: np.ndarray, frame_pos: np.ndarray,
+            n_samples: int, voice) -> np.ndarray:
+    """The voiced part of an utterance [N]: harmonic h of the per-frame pitch ``f0`` [F],
+    weighted by the formant envelope [F, 3] at h * f0 and by ``voiced_amp`` [F]."""
     f0_samples = np.interp(np.arange(n_samples), frame_pos, f0)
     phase = 2 * np.pi * np.cumsum(f0_samples) / SAMPLE_RATE  # [N]
     n_harm = int(5500 // voice.f0)
@@ -177,16 +194,7 @@ def synthesize(text: str, speaker: int = 0, seed: int | None = None, char_second
     w = (pos - lo)[:, None]
     amps = (envelope[lo] * (1 - w) + envelope[lo + 1] * w).astype(np.float32)  # [N, H]
     harmonics = np.sin(phase[:, None] * np.arange(1, n_harm + 1)[None, :]).astype(np.float32)
-    voiced = (amps * harmonics).sum(axis=1)
-
-    # 3b. noise part: white noise shaped per frame by a band-pass (and breath for voiced frames)
-    noise = _shaped_noise(rng, n_samples, noise_amp, noise_hz, noise_bw,
-                          voice.breath * voiced_amp, formants[:, 1])
-    wav = voiced / (np.abs(voiced).max() + 1e-9) * 0.6 + noise * 0.25
-    wav = wav / (np.abs(wav).max() + 1e-9) * 0.5 * 10 ** (rng.uniform(-3, 3) / 20)
-    rms = np.sqrt(np.mean(wav ** 2))
-    wav = wav + rng.normal(0.0, rms * 10 ** (-snr_db / 20), n_samples)
-    return Utterance(text, speaker, np.clip(wav, -1, 1).astype(np.float32), boundaries)
+    return (amps * harmonics).sum(axis=1)
 
 
 def _smooth(x: np.ndarray, width: int) -> np.ndarray:
@@ -221,7 +229,7 @@ def text_stays_ahead(boundaries: np.ndarray, ratio: tuple = (1, 10, 4, 10), toke
                      sample_rate: int = SAMPLE_RATE) -> bool:
     """Does the text of each interleaved chunk come before the audio that speaks it?
 
-    Under the ratio list [t1, a1, t2, a2, ...] (REFERENCE.md, "Interleaved output") the answer is
+    Under the ratio list [t1, a1, t2, a2, ...] (tutorials/paper.md §4) the answer is
     written as t1 text tokens, (a1 - 2) audio codes, t2 text tokens, ... After chunk n the model has
     written T_n characters and A_n audio codes. The audio must not speak a character that has not
     been written yet: every character that *starts* before A_n / token_hz seconds must be among

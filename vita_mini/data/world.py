@@ -29,7 +29,7 @@ import itertools
 import random
 from dataclasses import dataclass
 
-CHARSET = " abcdefghijklmnopqrstuvwxyz"
+from vita_mini.vocab import CHARSET
 _LETTERS = frozenset(CHARSET)
 
 # --- vocabulary (short words so that sentences fit in 28 characters) -------
@@ -111,11 +111,6 @@ class World:
     speech_sentences: dict[str, list[str]]  # "train" / "val" / "test"
 
     @property
-    def text_facts(self) -> list[Fact]:
-        """All facts (spoken and text-only): the LLM's text training data."""
-        return self.facts
-
-    @property
     def text_only_people(self) -> list[str]:
         return [p for p in self.people if not self.facts_about(p)[0].spoken]
 
@@ -161,6 +156,44 @@ def word_salad(rng: random.Random, sentences: list[str], n: int, max_chars: int)
     return out
 
 
+def _facts_and_questions(rng: random.Random, people: list[str], text_only: set[str],
+                         max_chars: int) -> tuple[list[Fact], list[QA]]:
+    """One fact per person and relation (a value drawn by ``rng``), and its questions."""
+    facts, qa = [], []
+    for person in people:
+        for rel in RELATIONS:
+            value = rng.choice(VALUES[rel])
+            fact = Fact(len(facts), person, rel, value, FACT_TEMPLATES[rel].format(p=person, v=value),
+                        spoken=person not in text_only)
+            facts.append(fact)
+            for q in QUESTION_TEMPLATES[rel]:
+                qa.append(QA(q.format(p=person), fact.text, value, fact.id, fact.spoken))
+    too_long = [s for s in [f.text for f in facts] + [q.question for q in qa] if len(s) > max_chars]
+    if too_long:
+        raise ValueError(f"max_chars={max_chars} is too small for fact/question {too_long[0]!r}")
+    return facts, qa
+
+
+def _general_sentences(rng: random.Random, spoken_names: list[str], n: int, max_chars: int) -> list[str]:
+    """``n`` template sentences: each template's sentences shuffled, then drawn round-robin across
+    templates so that every template is represented, then shuffled together."""
+    space = general_sentence_space(spoken_names, max_chars)
+    total = sum(map(len, space))
+    if n > total:
+        raise ValueError(f"templates can make only {total} distinct general sentences with "
+                         f"max_chars={max_chars} and {len(spoken_names)} spoken people; asked for {n}")
+    for sentences in space:
+        rng.shuffle(sentences)
+    general: list[str] = []
+    for round_ in itertools.zip_longest(*space):
+        general.extend(s for s in round_ if s is not None)
+        if len(general) >= n:
+            break
+    general = general[:n]
+    rng.shuffle(general)
+    return general
+
+
 def build_world(seed: int = 0, n_people: int = 24, n_general_sentences: int = 1200,
                 text_only_share: float = 0.25, max_chars: int = 40,
                 n_val: int = 64, n_test: int = 64, salad_share: float = 0.0) -> World:
@@ -187,38 +220,9 @@ def build_world(seed: int = 0, n_people: int = 24, n_general_sentences: int = 12
         n_text_only = min(n_text_only, n_people - 1)  # keep someone to talk about
     text_only = set(rng.sample(people, n_text_only))
 
-    # Facts and questions.
-    facts, qa = [], []
-    for person in people:
-        for rel in RELATIONS:
-            value = rng.choice(VALUES[rel])
-            fact = Fact(len(facts), person, rel, value, FACT_TEMPLATES[rel].format(p=person, v=value),
-                        spoken=person not in text_only)
-            facts.append(fact)
-            for q in QUESTION_TEMPLATES[rel]:
-                qa.append(QA(q.format(p=person), fact.text, value, fact.id, fact.spoken))
-    too_long = [s for s in [f.text for f in facts] + [q.question for q in qa] if len(s) > max_chars]
-    if too_long:
-        raise ValueError(f"max_chars={max_chars} is too small for fact/question {too_long[0]!r}")
-
-    # General sentences: shuffle each template's sentences, then draw round-robin
-    # across templates so that every template is represented.
-    spoken_names = [p for p in people if p not in text_only]
-    space = general_sentence_space(spoken_names, max_chars)
-    total = sum(map(len, space))
-    if n_general_sentences > total:
-        raise ValueError(f"templates can make only {total} distinct general sentences with "
-                         f"max_chars={max_chars} and {len(spoken_names)} spoken people; "
-                         f"asked for {n_general_sentences}")
-    for sentences in space:
-        rng.shuffle(sentences)
-    general: list[str] = []
-    for round_ in itertools.zip_longest(*space):
-        general.extend(s for s in round_ if s is not None)
-        if len(general) >= n_general_sentences:
-            break
-    general = general[:n_general_sentences]
-    rng.shuffle(general)
+    facts, qa = _facts_and_questions(rng, people, text_only, max_chars)
+    general = _general_sentences(rng, [p for p in people if p not in text_only], n_general_sentences,
+                                 max_chars)
 
     # Speech splits: val/test come from general sentences only, so every spoken
     # fact and question lands in train (later stages memorise them).

@@ -12,7 +12,7 @@ import argparse
 from vita_mini.cli import run_main, split_modes
 from vita_mini.config import PRESETS, get_config
 from vita_mini.eval.suite import MODE_NAMES, evaluate_and_report
-from vita_mini.train.loop import pick_device
+from vita_mini.runs import pick_device
 
 
 def main(argv=None) -> int:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import os
 
+from vita_mini.checkpoint import atomic_write_bytes, load_checkpoint
 from vita_mini.config import Config
 from vita_mini.errors import VitaError
-from vita_mini.train.checkpoint import atomic_write_bytes, load_checkpoint
-from vita_mini.train.stage0 import stage_dir
-
-STAGES = ("stage0", "stage1", "stage2", "stage3", "stage4")
+from vita_mini.runs import STAGES, checkpoint_path, stage_name
 
 
 def pyplot():
@@ -37,12 +35,12 @@ def save(fig, path: str) -> str:
 
 
 def loss_histories(cfg: Config) -> dict[str, list[dict]]:
-    """{stage: [{"step": ..., "loss": ...}, ...]} of every stage this run has a checkpoint of."""
+    """{"stage0": [{"step": ..., "loss": ...}, ...], ...} of every stage this run has a checkpoint of."""
     out = {}
     for stage in STAGES:
-        path = os.path.join(stage_dir(cfg, stage), "checkpoint.pt")
+        path = checkpoint_path(cfg, stage)
         if os.path.exists(path):
-            out[stage] = load_checkpoint(path).get("history", [])
+            out[stage_name(stage)] = load_checkpoint(path).get("history", [])
     return out
 
 

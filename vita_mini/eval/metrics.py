@@ -1,7 +1,7 @@
 """Edit-distance metrics: character and word error rates.
 
 The paper scores ASR with WER/CER and scores generated speech by transcribing it with Whisper
-and computing WER against the input text (Section 5). We do the same with our judge ASR.
+and computing WER against the input text (tutorials/paper.md §7). We do the same with our judge ASR.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The evaluation suite: the paper's tables, on the test split, for the stage-4 model.
 
-VITA-Audio Section 4 reports, for one model: ASR error rates; TTS error rates (generated speech
+VITA-Audio reports (tutorials/paper.md §7), for one model: ASR error rates; TTS error rates (generated speech
 transcribed by Whisper); spoken question answering speech-to-text and speech-to-speech; and the
 speed of the inference modes (tokens/s, time to the first audio chunk). vita-mini's version,
 every generation greedy, every mode on the same weights and the same prompts:
@@ -11,7 +11,7 @@ every generation greedy, every mode on the same weights and the same prompts:
     spoken QA  accuracy speech->text and speech->speech, per mode, on seen facts (a voice never
                heard asking) and on text-only facts (cross-modal transfer; data/spoken_qa.py)
     MCTP       teacher-forced top-1 accuracy of the LLM and of every module on the seen-fact
-               answers, audio and text targets apart (train/mctp_stages.py)
+               answers, audio and text targets apart (eval/mctp_accuracy.py)
     speed      tokens/s and mean time to the first audio chunk (its end-of-audio token, before
                decoding to sound), per mode, over the spoken-QA answers, on this machine
 
@@ -24,17 +24,16 @@ import time
 
 import torch
 
+from vita_mini.checkpoint import save_json
+from vita_mini.codes import corpus_codes, spoken_qa_data
 from vita_mini.config import Config
 from vita_mini.data.corpus import corpus_path, load_corpus
 from vita_mini.data.samples import pack
+from vita_mini.eval.mctp_accuracy import format_accuracy, module_accuracy
 from vita_mini.eval.tasks import asr_cer, s2s_ceiling, spoken_qa_report, tts_judge_cer
 from vita_mini.infer.engine import Engine
 from vita_mini.infer.schedule import MODES
-from vita_mini.train.checkpoint import save_json
-from vita_mini.train.mctp_stages import format_accuracy, module_accuracy
-from vita_mini.train.stage0 import load_stage0
-from vita_mini.train.stage1 import corpus_codes
-from vita_mini.train.stage4 import load_spoken_qa, load_stage4
+from vita_mini.runs import load_audio_models, load_speech_lm
 
 MODE_NAMES = tuple(MODES)  # vanilla, balance, boost, turbo
 
@@ -42,16 +41,17 @@ MODE_NAMES = tuple(MODES)  # vanilla, balance, boost, turbo
 def run_suite(cfg: Config, device: torch.device, modes=MODE_NAMES, log=print) -> dict:
     """Every table's numbers, as one JSON-ready dict."""
     t0 = time.perf_counter()
-    codec, judge = load_stage0(cfg, device)
-    llm, mctp = load_stage4(cfg, device)
+    codec, judge = load_audio_models(cfg, device)
+    llm, mctp = load_speech_lm(cfg, 4, device)
     engine = Engine(llm, mctp)
     for mode in modes:
         engine.check_schedule(mode)  # a bad mode fails now, not after minutes of work
     corpus = load_corpus(cfg, log)
     test = corpus.indices("test")
-    codes = corpus_codes(cfg, codec, corpus, corpus_path(cfg))  # cached beside stage 0 in training
+    # the codes cached beside stage 0 in training; the suite only reads the run (write=False)
+    codes = corpus_codes(cfg, codec, corpus, corpus_path(cfg), write=False)
     test_codes, test_texts = [codes[u] for u in test], [corpus.texts[u] for u in test]
-    sqa = load_spoken_qa(cfg, codec, log)
+    sqa = spoken_qa_data(cfg, codec, log, write=False)
     voice = cfg.synth.assistant_voice
     results = {"preset": cfg.preset, "run_dir": cfg.resolved_run_dir(), "modes": list(modes),
                "n_test_utterances": len(test), "n_seen": len(sqa.test_seen), "n_text_only": len(sqa.test_text)}

@@ -1,6 +1,6 @@
 """Task metrics of the LLM: ASR CER, TTS judge CER, text question accuracy, spoken QA.
 
-As in the paper (Section 5): ASR is scored by the error rate of the transcript; TTS by
+As in the paper (tutorials/paper.md §7): ASR is scored by the error rate of the transcript; TTS by
 transcribing the generated speech with a separate recognizer (Whisper there, our judge here)
 and scoring it against the input text; question answering by whether the answer is right;
 spoken QA both from the answer's text (speech-to-text) and from its audio, transcribed by the
@@ -28,13 +28,15 @@ from vita_mini.vocab import (ASR_INSTRUCTION, EOA, SPOKEN_ANSWER_INSTRUCTION, TE
                              user_audio)
 
 
-def transcribe(model: LLM, codes) -> str:
+def llm_transcribe(model: LLM, codes) -> str:
+    """ASR by the LLM: the text it writes for audio ``codes``, greedy. (The judge ASR has its
+    own ``JudgeASR.transcribe``, from a waveform.)"""
     prompt = prompt_tokens(ASR_INSTRUCTION, user_audio(codes))
     return decode_text(greedy_generate(model, prompt, max_new_tokens=2 * len(codes) + 8))
 
 
-def speak(model: LLM, text: str, max_new_tokens: int | None = None, mctp: MCTP | None = None,
-          schedule="vanilla") -> list[int]:
+def read_aloud(model: LLM, text: str, max_new_tokens: int | None = None, mctp: MCTP | None = None,
+               schedule="vanilla") -> list[int]:
     """TTS with the LLM (and its MCTP modules, by ``schedule``): the generated answer ids
     (interleaved text and audio)."""
     prompt = prompt_tokens(TTS_INSTRUCTION, text_ids(text))
@@ -45,12 +47,13 @@ def speak(model: LLM, text: str, max_new_tokens: int | None = None, mctp: MCTP |
 
 
 def answer_text(model: LLM, question: str) -> str:
+    """The LLM's written answer to a written ``question``, greedy."""
     prompt = prompt_tokens(TEXT_INSTRUCTION, text_ids(question))
     return decode_text(greedy_generate(model, prompt, max_new_tokens=120))
 
 
 def asr_cer(model: LLM, codes_list, texts: list[str]) -> tuple[float, list[str]]:
-    hyps = [transcribe(model, codes).strip() for codes in codes_list]
+    hyps = [llm_transcribe(model, codes).strip() for codes in codes_list]
     return cer(texts, hyps), hyps
 
 
@@ -64,7 +67,7 @@ def tts_judge_cer(model: LLM, codec: AudioCodec, judge: JudgeASR, texts: list[st
     that written text (does the audio say what the model wrote?); plus ``heard`` and ``written``."""
     heard, written = [], []
     for text in texts:
-        answer = speak(model, text, mctp=mctp, schedule=schedule)
+        answer = read_aloud(model, text, mctp=mctp, schedule=schedule)
         codes = decode_audio(answer)
         written.append(decode_text(answer).strip())
         heard.append(judge.transcribe(codec.decode(torch.tensor(codes), voice)).strip() if codes else "")

@@ -1,4 +1,4 @@
-"""Speed of the four inference modes, measured as the paper does (REFERENCE.md "Headline results").
+"""Speed of the four inference modes, measured as the paper does (tutorials/paper.md §7).
 
 Random weights (speed does not depend on what the weights know), a prompt of 32 random tokens,
 then N new tokens (default 1024) with no stop token, greedy, batch 1, in every mode, for several
@@ -34,7 +34,7 @@ from vita_mini.infer.engine import Engine
 from vita_mini.infer.schedule import MODES, ideal_speedup
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
-from vita_mini.train.checkpoint import save_json
+from vita_mini.checkpoint import save_json
 from vita_mini.vocab import BOOST_RATIO
 
 # (name, config): the toy LLM, a 12-layer and a 24-layer model; head_dim 64 from 512 on

@@ -1,4 +1,4 @@
-"""Inference modes: which model writes each token (REFERENCE.md "Inference modes").
+"""Inference modes: which model writes each token (tutorials/paper.md §5).
 
 A schedule is a list [M1, m1, M2, m2, ...]: M LLM forwards (each yields one token), then m MCTP
 steps (each yields one token, module 0, 1, ..., m-1 of the cascade), then the next pair. The last

@@ -1,6 +1,6 @@
 """The MCTP cascade: light modules that turn the LLM's hidden states into more tokens.
 
-VITA-Audio's contribution (REFERENCE.md "MCTP module"; the design follows DeepSeek-V3's
+VITA-Audio's contribution (tutorials/paper.md §3; the design follows DeepSeek-V3's
 multi-token prediction). Module k (0-based), at position p:
 
     a   = embed_norm_k(Embed(x_p))                 the LLM's own embedding table, own RMSNorm
@@ -72,7 +72,7 @@ class MCTP(nn.Module):
     @classmethod
     def from_llm(cls, llm: LLM) -> MCTP:
         """Stage 2's start: one module whose layer is a copy of the LLM's last layer; the
-        projection random, the two norms at one (REFERENCE.md "Four training stages")."""
+        projection random, the two norms at one (tutorials/paper.md §6)."""
         mctp = cls(llm.cfg, 1).to(llm.lm_head.weight.device)
         mctp.mods[0].layer.load_state_dict(llm.layers[-1].state_dict())
         return mctp

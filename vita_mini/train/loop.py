@@ -1,6 +1,6 @@
 """One training loop for every stage.
 
-What the paper uses for all four stages (REFERENCE.md "Four training stages"): AdamW with betas
+What the paper uses for all four stages (tutorials/paper.md §6): AdamW with betas
 (0.9, 0.95), a cosine schedule with 3% warmup, gradient clipping at 1.0, bf16. Here:
 
 * the stage supplies a ``StageTask``: the model, its parameter groups (with learning-rate
@@ -30,28 +30,8 @@ from tqdm.auto import tqdm
 
 from vita_mini.config import Config, TrainConfig
 from vita_mini.errors import VitaError
-from vita_mini.train.checkpoint import (check_config, load_checkpoint, load_state_strict,
-                                        save_checkpoint, save_json)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' picks cuda > mps > cpu; an explicit device that is not available is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise VitaError(f"--device {name!r} is not a device name (try auto, cpu, cuda, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise VitaError(f"--device {name!r}: CUDA is not available on this machine")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
-                                     and torch.backends.mps.is_available()):
-        raise VitaError(f"--device {name!r}: MPS is not available on this machine")
-    return device
+from vita_mini.checkpoint import (check_saved_config, load_checkpoint, load_state_strict,
+                                  save_checkpoint)
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -113,9 +93,9 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 class StageTask(Protocol):
-    """What a stage hands to the loop."""
+    """What a stage hands to the loop (train/run_stage.py adds what the stage reports)."""
 
-    name: str  # "stage0", "stage1", ...
+    name: str  # "stage0", "stage1", ... (runs.py stage_name): the checkpoint's tag
     model: torch.nn.Module  # everything whose state the checkpoint keeps
     n_train: int  # number of training items the sampler draws from
     config_sections: list[str]  # config sections a checkpoint of this stage must agree on
@@ -155,6 +135,45 @@ def decay_groups(module: torch.nn.Module, lr_scale: float = 1.0) -> list[dict]:
             {"params": no_decay, "lr_scale": lr_scale, "weight_decay": 0.0}]
 
 
+def restore(task: StageTask, cfg: Config, checkpoint_path: str, model, optimizer, sampler: BatchSampler,
+            device: torch.device) -> tuple[int, list, list]:
+    """Put model, optimizer, sampler and random generators back where ``checkpoint_path`` left
+    them; (step, history, evals) so far. A checkpoint of another config is refused."""
+    payload = load_checkpoint(checkpoint_path)
+    check_saved_config(payload, cfg.to_dict(), task.config_sections, checkpoint_path)
+    load_state_strict(model, payload["model"], checkpoint_path)
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+    except (KeyError, ValueError) as exc:
+        raise VitaError(f"checkpoint '{checkpoint_path}' has an optimizer state that does not fit ({exc})") from None
+    sampler.load_state_dict(payload["sampler"])
+    torch.set_rng_state(payload["rng"]["torch"])
+    if device.type == "cuda" and payload["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state(payload["rng"]["cuda"])
+    return payload["step"], payload["history"], payload["evals"]
+
+
+def train_step(task: StageTask, model, optimizer, sampler: BatchSampler, tcfg: TrainConfig, step: int,
+               device: torch.device) -> tuple[dict, float, torch.Tensor]:
+    """One optimizer step at the schedule's learning rate: (the loss's terms, lr, grad norm),
+    left as tensors so that a GPU is not waited for at every step."""
+    model.train()
+    lr = lr_at(step, tcfg)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
+    with autocast(device, tcfg.precision):
+        out = task.loss(sampler.next(), device)
+    loss = out["loss"]
+    if not torch.isfinite(loss):
+        raise VitaError(f"{task.name}: loss became {loss.item()} at step {step}; "
+                        f"try a lower learning rate ({task.name}.lr=...)")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+    optimizer.step()
+    return out, lr, grad_norm
+
+
 def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,
           device: torch.device, resume: bool = False, stop_after: int | None = None,
           log: Callable[[str], None] = print) -> TrainResult:
@@ -168,18 +187,7 @@ def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,
     step, history, evals = 0, [], []
     torch.manual_seed(cfg.seed)
     if resume:
-        payload = load_checkpoint(checkpoint_path)
-        check_config(payload, cfg.to_dict(), task.config_sections, checkpoint_path)
-        load_state_strict(model, payload["model"], checkpoint_path)
-        try:
-            optimizer.load_state_dict(payload["optimizer"])
-        except (KeyError, ValueError) as exc:
-            raise VitaError(f"checkpoint '{checkpoint_path}' has an optimizer state that does not fit ({exc})") from None
-        sampler.load_state_dict(payload["sampler"])
-        step, history, evals = payload["step"], payload["history"], payload["evals"]
-        torch.set_rng_state(payload["rng"]["torch"])
-        if device.type == "cuda" and payload["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(payload["rng"]["cuda"])
+        step, history, evals = restore(task, cfg, checkpoint_path, model, optimizer, sampler, device)
         log(f"resumed {task.name} from {checkpoint_path} at step {step}/{tcfg.steps}")
 
     def save() -> None:
@@ -197,35 +205,19 @@ def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,
         while step < tcfg.steps:
             if stop_after is not None and step - start_step >= stop_after:
                 raise KeyboardInterrupt
-            model.train()
-            lr = lr_at(step, tcfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
-            with autocast(device, tcfg.precision):
-                out = task.loss(sampler.next(), device)
-            loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise VitaError(f"{task.name}: loss became {loss.item()} at step {step}; "
-                                f"try a lower learning rate ({task.name}.lr=...)")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            optimizer.step()
+            out, lr, grad_norm = train_step(task, model, optimizer, sampler, tcfg, step, device)
             step += 1
             bar.update(1)
             if step % tcfg.log_every == 0 or step == tcfg.steps:
-                record = {"step": step, "lr": lr, "grad_norm": float(grad_norm)}
-                record.update({k: float(v.detach()) for k, v in out.items()
-                               if torch.is_tensor(v) and v.dim() == 0})
-                history.append(record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.1e}")
+                history.append({"step": step, "lr": lr, "grad_norm": float(grad_norm),
+                                **{k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0}})
+                bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", lr=f"{lr:.1e}")
             if step % tcfg.eval_every == 0 or step == tcfg.steps:
                 model.eval()
                 with torch.no_grad(), autocast(device, tcfg.precision):
-                    metrics = {"step": step, **task.evaluate(device)}
-                evals.append(metrics)
+                    evals.append({"step": step, **task.evaluate(device)})
                 bar.write(f"[{task.name} step {step}] " + "  ".join(
-                    f"{k}={v:.4g}" for k, v in metrics.items() if k != "step"))
+                    f"{k}={v:.4g}" for k, v in evals[-1].items() if k != "step"))
             if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
                 save()
     except KeyboardInterrupt:
@@ -241,9 +233,3 @@ def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,
             f"({(step - start_step) / seconds:.2f} steps/s)")
     model.eval()
     return TrainResult(step, True, history, evals)
-
-
-def write_config(cfg: Config, folder: str) -> None:
-    """The resolved config, saved beside the checkpoints."""
-    save_json(f"{folder}/config.json", cfg.to_dict())
-

@@ -27,45 +27,36 @@ from dataclasses import asdict
 from itertools import combinations
 
 import torch
-from torch import nn
 
-from vita_mini.audio.codec import AudioCodec, pad_mels
+from vita_mini.audio.codec import pad_mels
 from vita_mini.audio.ctc import greedy_decode
 from vita_mini.audio.features import LogMel
-from vita_mini.audio.judge import JudgeASR
 from vita_mini.audio.vq import codebook_usage
 from vita_mini.audio.wav import write_wav
 from vita_mini.config import Config
 from vita_mini.data.corpus import Corpus, load_corpus, speak
-from vita_mini.errors import VitaError
 from vita_mini.eval.metrics import cer, edit_distance
-from vita_mini.train.checkpoint import (check_config, load_checkpoint, load_state_strict,
-                                        save_json)
-from vita_mini.train.loop import decay_groups, train, write_config
-
-STAGE = "stage0"
-SECTIONS = ["seed", "world", "synth", "audio", "codec", "judge", "stage0"]  # must match to resume
-MODEL_SECTIONS = ["audio", "codec", "judge"]  # must match to load the trained models
-
-
-class Stage0Model(nn.Module):
-    def __init__(self, cfg: Config):
-        super().__init__()
-        self.codec = AudioCodec(cfg.codec, cfg.audio)
-        self.judge = JudgeASR(cfg.judge, cfg.audio)
+from vita_mini.runs import AudioModels, stage_name
+from vita_mini.train.loop import decay_groups
 
 
 class Stage0Task:
-    name = STAGE
-    config_sections = SECTIONS
+    """Stage 0 for the shared loop and skeleton (train/run_stage.py)."""
+
+    stage, name = 0, stage_name(0)
+    config_sections = ["seed", "world", "synth", "audio", "codec", "judge", "stage0"]  # to resume
+
+    @classmethod
+    def build(cls, cfg: Config, stage: int, device: torch.device, log=print) -> Stage0Task:
+        corpus = load_corpus(cfg, log)
+        log(f"corpus: {len(corpus.indices('train'))} train / {len(corpus.indices('val'))} val utterances, "
+            f"{corpus.hours('train') * 60:.1f} min of training speech")
+        return cls(cfg, corpus)
 
     def __init__(self, cfg: Config, corpus: Corpus):
         self.cfg, self.corpus = cfg, corpus
-        if cfg.synth.n_speakers > cfg.codec.n_voices:
-            raise VitaError(f"synth.n_speakers={cfg.synth.n_speakers} needs codec.n_voices >= "
-                            f"{cfg.synth.n_speakers} (one decoder voice per speaker), got {cfg.codec.n_voices}")
         torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
-        self.model = Stage0Model(cfg)
+        self.model = AudioModels(cfg)
         logmel = LogMel(cfg.audio)
         with torch.no_grad():  # [n_mels, F_u] per utterance, computed once, kept on the CPU
             self.mels = [logmel(torch.from_numpy(corpus.wav(u))[None])[0] for u in range(len(corpus))]
@@ -118,6 +109,32 @@ class Stage0Task:
         return {"codec_cer": cer(refs, codec_hyps), "judge_cer": cer(refs, judge_hyps),
                 "mel_l1": l1_sum / l1_n, "perplexity": perplexity, "codebook_used": used}
 
+    def summary(self) -> str:
+        n_codec = sum(p.numel() for p in self.model.codec.parameters())
+        n_judge = sum(p.numel() for p in self.model.judge.parameters())
+        return (f"codec: {n_codec / 1e6:.2f}M parameters, {self.model.codec.token_hz:g} tokens/s, "
+                f"{self.cfg.codec.codebook_size} codes; judge: {n_judge / 1e6:.2f}M parameters")
+
+    def report(self, device: torch.device, folder: str) -> dict:
+        """Resynthesis through the judge (with WAV pairs in ``folder``/samples) and voice distance."""
+        metrics = resynthesis_report(self, device, os.path.join(folder, "samples"))
+        metrics["voice_distance"] = voice_distance(self, device)
+        return metrics
+
+    def format_report(self, m: dict) -> str:
+        lines = ["stage 0 results (validation split):",
+                 f"  codebook: perplexity {m['perplexity']:.1f} of {self.cfg.codec.codebook_size}, "
+                 f"{m['codebook_used'] * 100:.1f}% of codes used",
+                 f"  mel reconstruction L1: {m['mel_l1']:.3f} (normalized log-mel units)",
+                 f"  codec CER (CTC head on tokens): {m['codec_cer'] * 100:.2f}%",
+                 f"  judge CER on validation audio: {m['judge_cer'] * 100:.2f}%",
+                 f"  judge CER on resynthesized audio: {m['resynth_judge_cer'] * 100:.2f}%",
+                 f"  voice distance (same sentence, two voices; 0 = same tokens): {m['voice_distance']:.2f}",
+                 f"  wall time (corpus, training, evaluation): {m['wall_seconds']:.0f} s"]
+        for ex in m["examples"][:2]:
+            lines.append(f"  e.g. {ex['text']!r} -> resynth -> judge -> {ex['judge_on_resynth']!r}")
+        return "\n".join(lines)
+
 
 @torch.no_grad()
 def resynthesis_report(task: Stage0Task, device: torch.device, sample_dir: str,
@@ -154,71 +171,3 @@ def voice_distance(task: Stage0Task, device: torch.device, n_sentences: int = 12
                               .float().to(device)).tolist() for v in range(task.cfg.synth.n_speakers)]
         distances += [edit_distance(a, b) / max(len(a), len(b)) for a, b in combinations(codes, 2)]
     return sum(distances) / max(1, len(distances))
-
-
-def stage_dir(cfg: Config, stage: str = STAGE) -> str:
-    return os.path.join(cfg.resolved_run_dir(), stage)
-
-
-def run_stage0(cfg: Config, device: torch.device, resume: bool = False, stop_after: int | None = None,
-               log=print) -> dict | None:
-    """Train stage 0 and write checkpoint.pt, config.json, metrics.json and samples/.
-
-    Returns the final metrics, or None when the run stopped early (``stop_after``/Ctrl-C)."""
-    folder = stage_dir(cfg)
-    checkpoint = os.path.join(folder, "checkpoint.pt")
-    t0 = time.perf_counter()
-    corpus = load_corpus(cfg, log)
-    log(f"corpus: {len(corpus.indices('train'))} train / {len(corpus.indices('val'))} val utterances, "
-        f"{corpus.hours('train') * 60:.1f} min of training speech")
-    task = Stage0Task(cfg, corpus)
-    n_codec = sum(p.numel() for p in task.model.codec.parameters())
-    n_judge = sum(p.numel() for p in task.model.judge.parameters())
-    log(f"codec: {n_codec / 1e6:.2f}M parameters, {task.model.codec.token_hz:g} tokens/s, "
-        f"{cfg.codec.codebook_size} codes; judge: {n_judge / 1e6:.2f}M parameters")
-    write_config(cfg, folder)
-    result = train(task, cfg, cfg.stage0, checkpoint, device, resume=resume, stop_after=stop_after,
-                   log=log)
-    if not result.finished:
-        return None
-    metrics = {"step": result.step, **result.evals[-1]} if result.evals else {"step": result.step}
-    metrics.update(resynthesis_report(task, device, os.path.join(folder, "samples")))
-    metrics["voice_distance"] = voice_distance(task, device)
-    metrics["stage0_wall_seconds"] = time.perf_counter() - t0
-    save_json(os.path.join(folder, "metrics.json"), metrics)
-    log(format_report(metrics, cfg))
-    return metrics
-
-
-def format_report(m: dict, cfg: Config) -> str:
-    lines = ["stage 0 results (validation split):",
-             f"  codebook: perplexity {m['perplexity']:.1f} of {cfg.codec.codebook_size}, "
-             f"{m['codebook_used'] * 100:.1f}% of codes used",
-             f"  mel reconstruction L1: {m['mel_l1']:.3f} (normalized log-mel units)",
-             f"  codec CER (CTC head on tokens): {m['codec_cer'] * 100:.2f}%",
-             f"  judge CER on validation audio: {m['judge_cer'] * 100:.2f}%",
-             f"  judge CER on resynthesized audio: {m['resynth_judge_cer'] * 100:.2f}%",
-             f"  voice distance (same sentence, two voices; 0 = same tokens): {m['voice_distance']:.2f}",
-             f"  wall time (corpus, training, evaluation): {m['stage0_wall_seconds']:.0f} s"]
-    for ex in m["examples"][:2]:
-        lines.append(f"  e.g. {ex['text']!r} -> resynth -> judge -> {ex['judge_on_resynth']!r}")
-    return "\n".join(lines)
-
-
-def load_stage0(cfg: Config, device: torch.device | str = "cpu") -> tuple[AudioCodec, JudgeASR]:
-    """The trained codec and judge of this run; a clear error if stage 0 has not finished."""
-    path = os.path.join(stage_dir(cfg), "checkpoint.pt")
-    if not os.path.exists(path):
-        raise VitaError(f"no stage-0 checkpoint at '{path}'; run: python train.py --stage 0 "
-                        f"--preset {cfg.preset}")
-    payload = load_checkpoint(path)
-    if payload.get("stage") != STAGE:
-        raise VitaError(f"checkpoint '{path}' is a {payload.get('stage')} checkpoint, not stage 0")
-    if not payload.get("finished"):
-        raise VitaError(f"stage 0 in '{path}' stopped at step {payload['step']}; finish it: "
-                        f"python train.py --stage 0 --preset {cfg.preset} --resume")
-    check_config(payload, cfg.to_dict(), MODEL_SECTIONS, path)
-    model = Stage0Model(cfg)
-    load_state_strict(model, payload["model"], path)
-    model.to(device).eval()
-    return model.codec, model.judge

@@ -1,22 +1,22 @@
 """Stage 4: supervised fine-tuning on spoken question answering; everything trains.
 
-VITA-Audio's last stage (Section 3.3, REFERENCE.md "Four training stages"): from the stage-3
+VITA-Audio's last stage (tutorials/paper.md §6): from the stage-3
 weights, the LLM and all MCTP modules train together on speech QA (speech in, interleaved text
 and speech out) plus a little of the earlier data, the modules at ten times the LLM's
 learning rate. Here:
 
-    start   the finished stage-3 LLM and cascade (load_speech_lm(cfg, "stage3"))
-    data    spoken-QA samples (data/spoken_qa.py) and, as a share ``sqa.replay_share`` (30%) of
+    start   the finished stage-3 LLM and cascade (runs.py ``load_speech_lm(cfg, 3)``)
+    data    spoken-QA samples (data/spoken_qa.py) and, as a share ``spoken_qa.replay_share`` (30%) of
             the samples, stage 1's samples in stage 1's mix (ASR, TTS, text), so the model
             keeps what it learned there; packed as in stage 1
     groups  the LLM (embedding, layers, final norm, head) at lr; the modules at
-            ``sqa.mctp_lr_scale`` (10) x lr
+            ``spoken_qa.mctp_lr_scale`` (10) x lr
     loss    LLM cross-entropy on the assistant's tokens + the mean of the modules'
-            cross-entropies (REFERENCE.md "MCTP module": weight 1.0). With
-            ``sqa.mctp_grad_to_llm`` (the default) the modules read the LLM's hidden states
+            cross-entropies (tutorials/paper.md §3: weight 1.0). With
+            ``spoken_qa.mctp_grad_to_llm`` (the default) the modules read the LLM's hidden states
             *with* their gradient, as in DeepSeek-V3's multi-token prediction, whose design MCTP
             copies: "everything trains" includes the states the modules are built on. Stages 2
-            and 3 detach them; ``sqa.mctp_grad_to_llm=false`` does that here too.
+            and 3 detach them; ``spoken_qa.mctp_grad_to_llm=false`` does that here too.
     report  spoken-QA accuracy, Vanilla, speech-to-text and speech-to-speech, on seen and on
             text-only facts (``python -m vita_mini.eval`` measures every mode and more)
 
@@ -25,48 +25,36 @@ The checkpoint holds llm.* and mctp.*, as stages 2 and 3 do.
 
 from __future__ import annotations
 
-import os
-import time
-
 import torch
 
+from vita_mini.codes import spoken_qa_data
 from vita_mini.config import Config
-from vita_mini.data.samples import mixed_order, pack
-from vita_mini.data.spoken_qa import SpokenQAData, load_spoken_qa_corpus, spoken_qa_corpus_path
+from vita_mini.data.alignment import AlignmentData
+from vita_mini.data.samples import SampleMix, pack
+from vita_mini.data.spoken_qa import SpokenQAData
+from vita_mini.eval.mctp_accuracy import module_accuracy
 from vita_mini.eval.tasks import s2s_ceiling, spoken_qa_report
 from vita_mini.infer.engine import Engine
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
-from vita_mini.train.checkpoint import save_json
-from vita_mini.train.loop import decay_groups, train, write_config
-from vita_mini.train.mctp_stages import SpeechLM, load_speech_lm, mctp_losses, module_accuracy
-from vita_mini.train.stage0 import stage_dir
+from vita_mini.model.teacher_forced import head_cross_entropy, lm_loss, mctp_losses
+from vita_mini.runs import SpeechLM, load_speech_lm, stage_name
+from vita_mini.train.loop import decay_groups
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
-from vita_mini.train.stage1 import (AlignmentData, corpus_codes, head_cross_entropy, lm_loss,
-                                    prepare_data)
+from vita_mini.train.stage1 import prepare_data
 
-STAGE = "stage4"
-SECTIONS = STAGE1_SECTIONS + ["mctp", "mctp_data", "stage2", "stage3", "sqa", "stage4"]
+SECTIONS = STAGE1_SECTIONS + ["mctp", "mctp_data", "stage2", "stage3", "spoken_qa", "stage4"]
 
 
-def load_spoken_qa(cfg: Config, codec, log=print) -> SpokenQAData:
-    """The spoken-QA corpus (synthesized once, cached) turned into samples with the codec."""
-    corpus = load_spoken_qa_corpus(cfg, log)
-    return SpokenQAData(cfg, corpus, corpus_codes(cfg, codec, corpus, spoken_qa_corpus_path(cfg)))
-
-
-class SFTData:
+class SFTData(SampleMix):
     """Stage 4's training items: spoken QA, with stage-1 samples replayed as ``replay_share``."""
 
     def __init__(self, cfg: Config, sqa: SpokenQAData, alignment: AlignmentData):
         self.sqa = sqa
         replay = [alignment.samples[kind][i] for kind, i in alignment.order]  # stage 1's mix
-        self.samples = {"sqa": sqa.train, "replay": replay}
-        share = cfg.sqa.replay_share
-        self.order = mixed_order(self.samples, {"sqa": 1 - share, "replay": share}, cfg.seed)
+        share = cfg.spoken_qa.replay_share
+        super().__init__({"sqa": sqa.train, "replay": replay}, {"sqa": 1 - share, "replay": share}, cfg.seed)
         self.val_samples = alignment.val_samples  # does the LLM keep stage 1's skills?
-
-    batch = AlignmentData.batch  # training items -> packed rows, as in stage 1
 
 
 def sft_losses(llm: LLM, mctp: MCTP, batch, grad_to_llm: bool = True) -> dict:
@@ -80,20 +68,29 @@ def sft_losses(llm: LLM, mctp: MCTP, batch, grad_to_llm: bool = True) -> dict:
 
 
 class Stage4Task:
-    name = STAGE
-    config_sections = SECTIONS
+    """Stage 4 for the shared loop and skeleton (train/run_stage.py): everything trains."""
 
-    def __init__(self, cfg: Config, data: SFTData, llm: LLM, mctp: MCTP):
-        self.cfg, self.data = cfg, data
+    stage, name = 4, stage_name(4)
+    config_sections = SECTIONS  # must agree to resume
+
+    @classmethod
+    def build(cls, cfg: Config, stage: int, device: torch.device, log=print) -> Stage4Task:
+        codec, judge, alignment = prepare_data(cfg, device, log)
+        data = SFTData(cfg, spoken_qa_data(cfg, codec, log), alignment)
+        llm, mctp = load_speech_lm(cfg, 3, device)
+        return cls(cfg, data, llm, mctp, codec, judge)
+
+    def __init__(self, cfg: Config, data: SFTData, llm: LLM, mctp: MCTP, codec=None, judge=None):
+        self.cfg, self.data, self.codec, self.judge = cfg, data, codec, judge
         self.n_train = len(data.order)
         self.model = SpeechLM(llm, mctp).requires_grad_(True)  # everything trains
 
     def param_groups(self) -> list[dict]:
-        return decay_groups(self.model.llm) + decay_groups(self.model.mctp, self.cfg.sqa.mctp_lr_scale)
+        return decay_groups(self.model.llm) + decay_groups(self.model.mctp, self.cfg.spoken_qa.mctp_lr_scale)
 
     def loss(self, indices: list[int], device: torch.device) -> dict:
         batch = self.data.batch(indices, self.cfg.llm.max_seq_len).to(device)
-        return sft_losses(self.model.llm, self.model.mctp, batch, self.cfg.sqa.mctp_grad_to_llm)
+        return sft_losses(self.model.llm, self.model.mctp, batch, self.cfg.spoken_qa.mctp_grad_to_llm)
 
     @torch.no_grad()
     def evaluate(self, device: torch.device) -> dict:
@@ -109,8 +106,27 @@ class Stage4Task:
                             "sqa_audio_acc_last": table[-1]["audio_acc"]})
         return metrics
 
+    def summary(self) -> str:
+        sqa, cfg = self.data.sqa, self.cfg
+        return (f"stage4: LLM and {len(self.model.mctp)} MCTP modules train together (modules at "
+                f"{cfg.spoken_qa.mctp_lr_scale:g}x the LLM's learning rate); samples: spoken QA "
+                f"{len(sqa.train)}, replayed stage-1 share {cfg.spoken_qa.replay_share:.0%}; test "
+                f"questions: {len(sqa.test_seen)} seen, {len(sqa.test_text)} text-only")
+
+    def report(self, device: torch.device, folder: str) -> dict:
+        """Spoken QA in Vanilla on seen and text-only facts, and the speech-to-speech ceiling."""
+        sqa, voice = self.data.sqa, self.cfg.synth.assistant_voice
+        report = spoken_qa_report(Engine(self.model.llm, self.model.mctp), self.codec, self.judge,
+                                  sqa.test_seen, sqa.test_text, voice)
+        report["seen"]["s2s_ceiling"] = s2s_ceiling(self.codec, self.judge, sqa.test_seen, voice)
+        return {"spoken_qa": report}
+
+    def format_report(self, m: dict) -> str:
+        return format_report(m)
+
 
 def format_report(m: dict) -> str:
+    """Stage 4's metrics as the lines it prints."""
     lines = ["stage 4 results: spoken QA, Vanilla, greedy (right = the short answer is a word of "
              "the answer)",
              "  facts        questions   speech->text   speech->speech"]
@@ -130,38 +146,3 @@ def format_report(m: dict) -> str:
     lines.append(f"  wall time: {m['wall_seconds']:.0f} s (data and training {m['train_seconds']:.0f} s); "
                  f"every mode: python -m vita_mini.eval")
     return "\n".join(lines)
-
-
-def run_stage4(cfg: Config, device: torch.device, resume: bool = False, stop_after: int | None = None,
-               log=print) -> dict | None:
-    folder = stage_dir(cfg, STAGE)
-    t0 = time.perf_counter()
-    codec, judge, alignment = prepare_data(cfg, device, log)
-    sqa = load_spoken_qa(cfg, codec, log)
-    data = SFTData(cfg, sqa, alignment)
-    llm, mctp = load_speech_lm(cfg, "stage3", device)
-    task = Stage4Task(cfg, data, llm, mctp)
-    log(f"stage4: LLM and {len(mctp)} MCTP modules train together (modules at "
-        f"{cfg.sqa.mctp_lr_scale:g}x the LLM's learning rate); samples: spoken QA {len(sqa.train)}, "
-        f"replayed stage-1 share {cfg.sqa.replay_share:.0%}; test questions: "
-        f"{len(sqa.test_seen)} seen, {len(sqa.test_text)} text-only")
-    write_config(cfg, folder)
-    result = train(task, cfg, cfg.stage4, os.path.join(folder, "checkpoint.pt"), device, resume=resume,
-                   stop_after=stop_after, log=log)
-    if not result.finished:
-        return None
-    metrics = {"step": result.step, **(result.evals[-1] if result.evals else {})}
-    metrics["train_seconds"] = time.perf_counter() - t0
-    metrics["spoken_qa"] = spoken_qa_report(Engine(llm, task.model.mctp), codec, judge, sqa.test_seen,
-                                            sqa.test_text, cfg.synth.assistant_voice)
-    metrics["spoken_qa"]["seen"]["s2s_ceiling"] = s2s_ceiling(codec, judge, sqa.test_seen,
-                                                             cfg.synth.assistant_voice)
-    metrics["wall_seconds"] = time.perf_counter() - t0
-    save_json(os.path.join(folder, "metrics.json"), metrics)
-    log(format_report(metrics))
-    return metrics
-
-
-def load_stage4(cfg: Config, device: torch.device | str = "cpu") -> tuple[LLM, MCTP]:
-    """The fine-tuned LLM and cascade; a clear error naming the command if stage 4 is missing."""
-    return load_speech_lm(cfg, STAGE, device, why=" (spoken question answering comes from stage 4)")

@@ -1,10 +1,12 @@
-"""Checkpoints: written atomically, loaded strictly and safely.
+"""Checkpoints and records: written atomically, loaded strictly and safely.
 
 * ``save_checkpoint`` writes to a temporary file in the same folder, flushes it to disk, then
   renames it over the target: a crash at any moment leaves either the old or the new file.
 * ``load_checkpoint`` uses ``torch.load(weights_only=True)``, so a checkpoint cannot run code.
   A missing, truncated or foreign file becomes one clear line (VitaError), not a traceback.
-* ``check_config`` refuses a checkpoint trained under a different config (names the fields).
+* ``check_saved_config`` refuses a checkpoint trained under a different config (names the
+  fields). A checkpoint made before a config section was renamed (``data`` -> ``alignment_data``,
+  ``sqa`` -> ``spoken_qa``) has its saved config read under the new names, so it still loads.
 * ``load_state_strict`` refuses missing, unexpected or mis-shaped tensors: no silent partial loads.
 """
 
@@ -15,7 +17,7 @@ import os
 
 import torch
 
-from vita_mini.config import Config
+from vita_mini.config import Config, upgrade_config_dict
 from vita_mini.errors import VitaError
 
 
@@ -35,10 +37,12 @@ def atomic_write_bytes(path: str, write) -> None:
 
 
 def save_checkpoint(path: str, payload: dict) -> None:
+    """``torch.save(payload)`` to ``path``, atomically."""
     atomic_write_bytes(path, lambda tmp: torch.save(payload, tmp))
 
 
 def save_json(path: str, data) -> None:
+    """``data`` as indented JSON at ``path``, atomically."""
     def write(tmp):
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2)
@@ -47,11 +51,14 @@ def save_json(path: str, data) -> None:
 
 
 def load_json(path: str) -> dict:
+    """The JSON object in ``path``."""
     with open(path) as f:
         return json.load(f)
 
 
 def load_checkpoint(path: str) -> dict:
+    """The payload of a vita-mini checkpoint, its config under today's section names; one
+    clear line if the file is missing, empty, corrupt or something else."""
     if not os.path.exists(path):
         raise VitaError(f"checkpoint '{path}' does not exist")
     if os.path.getsize(path) == 0:
@@ -63,6 +70,7 @@ def load_checkpoint(path: str) -> dict:
         raise VitaError(f"checkpoint '{path}' is corrupt or not a vita-mini checkpoint ({reason[:120]})") from None
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise VitaError(f"checkpoint '{path}' is not a vita-mini checkpoint (no model or config inside)")
+    payload["config"] = upgrade_config_dict(payload["config"])
     return payload
 
 
@@ -89,7 +97,8 @@ def config_differences(saved: dict, current: dict, sections: list[str]) -> list[
     return diffs
 
 
-def check_config(payload: dict, current: dict, sections: list[str], path: str) -> None:
+def check_saved_config(payload: dict, current: dict, sections: list[str], path: str) -> None:
+    """One line naming the first differing fields if ``payload`` was made with another config."""
     diffs = config_differences(payload["config"], current, sections)
     if diffs:
         more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
@@ -97,20 +106,8 @@ def check_config(payload: dict, current: dict, sections: list[str], path: str) -
                         f"{'; '.join(diffs[:3])}{more}")
 
 
-def load_finished(path: str, stage: str, current: dict, sections: list[str], why: str = "") -> dict:
-    """The payload of a finished ``stage`` checkpoint ("stage1", ...) whose config agrees with
-    ``current`` on ``sections``; otherwise one line saying which train.py command to run."""
-    command = f"python train.py --stage {stage.removeprefix('stage')} --preset {current['preset']}"
-    if not os.path.exists(path):
-        raise VitaError(f"no {stage} checkpoint at '{path}'{why}; run: {command}")
-    payload = load_checkpoint(path)
-    if payload.get("stage") != stage or not payload.get("finished"):
-        raise VitaError(f"checkpoint '{path}' is not a finished {stage} checkpoint; run: {command} --resume")
-    check_config(payload, current, sections, path)
-    return payload
-
-
 def load_state_strict(module: torch.nn.Module, state: dict, path: str) -> None:
+    """``module.load_state_dict(state, strict=True)``; a mismatch is one line naming ``path``."""
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -1,0 +1,77 @@
+"""The skeleton every stage runs, written once (tutorials/paper.md §6 lists the stages).
+
+A stage file declares what it trains, on what data, with which loss and which report, as a task
+class with a ``build`` constructor; this file does the rest, the same way for every stage:
+
+    build the task (data, starting weights) -> write config.json -> train (train/loop.py)
+    -> stop here if interrupted -> the stage's report -> metrics.json -> print the report
+
+    stage  file                 what it trains                        starts from
+    0      train/stage0.py      audio codec + judge ASR               nothing
+    1      train/stage1.py      the LLM (audio-text alignment)        nothing (no pretrained LLM)
+    2      train/mctp_stages.py one MCTP module, LLM frozen           stage 1
+    3      train/mctp_stages.py ten MCTP modules, LLM frozen          stage 2
+    4      train/stage4.py      everything, on spoken QA              stage 3
+
+``metrics.json`` holds the last validation numbers, ``train_seconds`` (data and training),
+the report's numbers and ``wall_seconds`` (everything, report included).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Protocol
+
+import torch
+
+from vita_mini.checkpoint import save_json
+from vita_mini.config import Config
+from vita_mini.runs import checkpoint_path, stage_dir
+from vita_mini.train.loop import StageTask, train
+from vita_mini.train.mctp_stages import MCTPTask
+from vita_mini.train.stage0 import Stage0Task
+from vita_mini.train.stage1 import Stage1Task
+from vita_mini.train.stage4 import Stage4Task
+
+
+class ReportingTask(StageTask, Protocol):
+    """A StageTask that also says what it is before training and reports after it."""
+
+    stage: int
+
+    def summary(self) -> str: ...  # one line: model sizes, samples
+
+    def report(self, device: torch.device, folder: str) -> dict: ...  # the stage's own tests
+
+    def format_report(self, metrics: dict) -> str: ...
+
+
+TASKS = {0: Stage0Task, 1: Stage1Task, 2: MCTPTask, 3: MCTPTask, 4: Stage4Task}
+
+
+def build_task(cfg: Config, stage: int, device: torch.device, log=print) -> ReportingTask:
+    """The task of ``stage``: its data prepared and its starting weights in place."""
+    return TASKS[stage].build(cfg, stage, device, log)
+
+
+def run_stage(cfg: Config, stage: int, device: torch.device, resume: bool = False,
+              stop_after: int | None = None, log=print) -> dict | None:
+    """Train ``stage`` into its folder of the run; its metrics, or None if it stopped early
+    (``stop_after`` steps, or Ctrl-C: continue with ``resume=True``)."""
+    t0 = time.perf_counter()
+    folder = stage_dir(cfg, stage)
+    task = build_task(cfg, stage, device, log)
+    log(task.summary())
+    save_json(os.path.join(folder, "config.json"), cfg.to_dict())
+    result = train(task, cfg, getattr(cfg, task.name), checkpoint_path(cfg, stage), device,
+                   resume=resume, stop_after=stop_after, log=log)
+    if not result.finished:
+        return None
+    metrics = {"step": result.step, **(result.evals[-1] if result.evals else {})}
+    metrics["train_seconds"] = time.perf_counter() - t0
+    metrics.update(task.report(device, folder))
+    metrics["wall_seconds"] = time.perf_counter() - t0
+    save_json(os.path.join(folder, "metrics.json"), metrics)
+    log(task.format_report(metrics))
+    return metrics
