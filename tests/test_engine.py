@@ -31,7 +31,7 @@ def models():
 
 
 def rule(schedule, n):
-    """The schedule rule written out longhand, as REFERENCE.md states it."""
+    """The schedule rule written out longhand, as tutorials/paper.md §5 states it."""
     out, i = [], 0
     while len(out) < n:
         pair = min(i, len(schedule) - 2)
@@ -96,13 +96,13 @@ def test_vanilla_equals_greedy_with_and_without_cache(models):
 
 
 class Recording(Engine):
-    def llm_logits(self):
-        logits = super().llm_logits()
+    def llm_step(self):
+        logits = super().llm_step()
         self.log.append((-1, self.n - 1, logits.clone()))
         return logits
 
-    def mctp_logits(self, k):
-        logits = super().mctp_logits(k)
+    def module_step(self, k):
+        logits = super().module_step(k)
         self.log.append((k, self.n - 1, logits.clone()))
         return logits
 

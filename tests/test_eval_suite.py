@@ -1,6 +1,7 @@
 """Edit-distance metrics against hand-computed cases, and the evaluation suite end to end."""
 
 import json
+import shutil
 import sys
 
 import pytest
@@ -40,12 +41,23 @@ def test_error_rates_are_corpus_level():
         cer(["a", "b"], ["a"])
 
 
+def snapshot(folder) -> dict:
+    """{relative path: (size, modification time)} of every file below ``folder``."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def test_suite_prints_every_table_and_writes_json(tiny_full_run, tmp_path, capsys):
     run, _, _ = tiny_full_run
+    # a copy of the run without the corpus-codes caches training left beside stage 0: the suite
+    # encodes in memory and writes nothing into the run folder (a read-only or shared run works)
+    shutil.copytree(run / "run", tmp_path / "run", ignore=shutil.ignore_patterns("codes-*.pt"))
+    before = snapshot(tmp_path / "run")
     path = tmp_path / "results.json"
     # the override comes after --modes on purpose: it must not be taken for a mode
-    assert eval_main(["--preset", "tiny", "--device", "cpu", "--run-dir", str(run / "run"), "--json", str(path),
-                      "--modes", "vanilla", "turbo", f"cache_dir={run / 'cache'}"]) == 0
+    assert eval_main(["--preset", "tiny", "--device", "cpu", "--run-dir", str(tmp_path / "run"), "--json",
+                      str(path), "--modes", "vanilla", "turbo", f"cache_dir={run / 'cache'}"]) == 0
+    assert snapshot(tmp_path / "run") == before
     printed = capsys.readouterr().out
     for title in ("ASR, 16 test utterances", "TTS, 16 test sentences", "Spoken QA accuracy", "S2T", "S2S",
                   "text-only facts (8)", "MCTP teacher-forced", "module 9", "tokens/s", "first audio ms"):

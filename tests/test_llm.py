@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from vita_mini.config import LLMConfig
-from vita_mini.model.llm import (LLM, DecoderLayer, KVCache, RotaryEmbedding, apply_rotary,
-                                 hf_qwen2_key)
+from vita_mini.model.llm import (LLM, Attention, DecoderLayer, KVCache, RotaryEmbedding,
+                                 apply_rotary, attend_stacked_groups, causal_mask,
+                                 expand_kv_heads, hf_qwen2_key)
 
 V = 50
 ATOL = 1e-5  # fp32: cached/packed/reference paths agree to float rounding (logits are O(1))
@@ -118,8 +119,9 @@ def test_causality():
     assert not torch.allclose(la[:, 6:], lb[:, 6:], atol=1e-3)
 
 
-def test_kv_cache_matches_full_forward():
-    model = make_model()
+@pytest.mark.parametrize("n_kv_heads", [1, 2, 4])  # G = 4, 2 query heads per k/v head; MHA
+def test_kv_cache_matches_full_forward(n_kv_heads):
+    model = make_model(n_kv_heads=n_kv_heads)
     tokens = torch.randint(0, V, (2, 20))
     with torch.no_grad():
         full, full_h = model(tokens)
@@ -135,6 +137,64 @@ def test_kv_cache_matches_full_forward():
     assert last.shape == (2, 1, V)
     torch.testing.assert_close(last, full[:, -1:], atol=ATOL, rtol=0)
     torch.testing.assert_close(h, full_h[:, 16:], atol=ATOL, rtol=0)
+
+
+def test_one_token_without_cache_is_a_full_forward():
+    model = make_model()
+    tokens = torch.randint(0, V, (2, 6))
+    with torch.no_grad():
+        one, _ = model(tokens[:, :1])
+        full, _ = model(tokens)
+    torch.testing.assert_close(one, full[:, :1], atol=ATOL, rtol=0)
+
+
+def test_causal_mask_is_offset_to_the_last_positions():
+    want = torch.tensor([[1, 1, 1, 0, 0],   # query at position 2 of 5 keys
+                         [1, 1, 1, 1, 0],
+                         [1, 1, 1, 1, 1]], dtype=torch.bool)
+    assert torch.equal(causal_mask(3, 5), want)
+    assert torch.equal(causal_mask(4, 4), torch.ones(4, 4, dtype=torch.bool).tril())
+
+
+def test_expand_kv_heads_against_a_loop():
+    x = torch.randn(2, 3, 5, 4)  # [B, Hkv, S, D]
+    y = expand_kv_heads(x, 4)
+    assert y.shape == (2, 12, 5, 4)
+    for h in range(12):  # query head h reads k/v head h // 4
+        assert torch.equal(y[:, h], x[:, h // 4])
+    assert expand_kv_heads(x, 1) is x
+
+
+@pytest.mark.parametrize("T", [1, 3])
+def test_stacked_groups_equal_attention_per_query_head(T):
+    torch.manual_seed(0)
+    B, H, Hkv, S, D = 2, 6, 2, 7, 4
+    q, k, v = torch.randn(B, H, T, D), torch.randn(B, Hkv, S, D), torch.randn(B, Hkv, S, D)
+    mask = causal_mask(T, S) if T > 1 else None
+    got = attend_stacked_groups(q, k, v, mask)
+    assert got.shape == (B, H, T, D)
+    for h in range(H):  # explicit softmax over the keys of k/v head h // G
+        kh, vh = k[:, h // (H // Hkv)], v[:, h // (H // Hkv)]  # [B, S, D]
+        scores = q[:, h] @ kh.transpose(1, 2) / math.sqrt(D)  # [B, T, S]
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        torch.testing.assert_close(got[:, h], scores.softmax(-1) @ vh, atol=1e-6, rtol=0)
+
+
+def test_attention_catch_up_chunk_equals_the_rows_path():
+    """The cached path over a chunk of T new positions after S-T cached ones (a prefill, then a
+    catch-up as after MCTP steps) equals the training path over the whole row."""
+    torch.manual_seed(0)
+    attn = Attention(d_model=64, n_heads=8, n_kv_heads=2).eval()  # G = 4
+    rope = RotaryEmbedding(8)
+    x = torch.randn(2, 11, 64)
+    with torch.no_grad():
+        full = attn(x, *rope(torch.arange(11)))
+        cache = KVCache(2, 2, 16, 8)
+        first = attn(x[:, :5], *rope(torch.arange(5)), cache=cache)
+        chunk = attn(x[:, 5:], *rope(torch.arange(5, 11)), cache=cache)
+    assert cache.length == 11
+    torch.testing.assert_close(torch.cat([first, chunk], 1), full, atol=ATOL, rtol=0)
 
 
 def test_cached_attention_accepts_a_strided_kernel_output(monkeypatch):
@@ -169,16 +229,10 @@ def test_cache_api():
         with pytest.raises(ValueError):
             model(torch.zeros(1, 2, dtype=torch.long), cache=model.new_cache(1),
                   doc_ids=torch.zeros(1, 2, dtype=torch.long))
-    # truncate rolls back: re-decoding after truncation equals decoding fresh
-    tokens = torch.randint(0, V, (1, 6))
-    with torch.no_grad():
-        cache = model.new_cache(1)
-        model(tokens[:, :4], cache=cache)
-        for c in cache:
-            c.truncate(2)
-        a, _ = model(tokens[:, 2:6], cache=cache)
-        b, _ = model(tokens)
-    torch.testing.assert_close(a, b[:, 2:], atol=ATOL, rtol=0)
+        attn, x = model.layers[0].self_attn, torch.zeros(1, 2, 32)
+        cos, sin = model.rotary_emb(torch.arange(2))
+        with pytest.raises(ValueError, match="mask"):  # the cached path builds its own mask
+            attn(x, cos, sin, cache=model.new_cache(1)[0], mask=torch.ones(1, 1, 2, 2, dtype=bool))
 
 
 def test_config_validation():

@@ -1,6 +1,6 @@
 """The generation engine: LLM forwards and MCTP steps, interleaved by a schedule.
 
-VITA-Audio's inference (REFERENCE.md "Inference modes"): a schedule (infer/schedule.py) says, for
+VITA-Audio's inference (tutorials/paper.md §5): a schedule (infer/schedule.py) says, for
 every new token, whether the LLM writes it (one forward) or MCTP module k does (one light step).
 MCTP tokens are accepted as they are, without verification.
 
@@ -33,7 +33,7 @@ from vita_mini.errors import VitaError
 from vita_mini.infer.decode import check_prompt
 from vita_mini.infer.sampling import Sampling, choose
 from vita_mini.infer.schedule import parse_schedule, steps
-from vita_mini.model.llm import LLM, KVCache, causal_mask
+from vita_mini.model.llm import LLM, KVCache
 from vita_mini.model.mctp import MCTP
 from vita_mini.vocab import END
 
@@ -82,7 +82,7 @@ class Engine:
         self.n += 1
 
     # ---- the two kinds of step --------------------------------------------------------------
-    def llm_logits(self) -> torch.Tensor:
+    def llm_step(self) -> torch.Tensor:
         """Ingest every unseen token in one forward; logits [V] for the next token."""
         start, end = self.llm_len, self.n
         logits, hidden = self.llm(self.ids[:, start:end], cache=self.llm_cache,
@@ -91,23 +91,24 @@ class Engine:
         self.llm_len = end
         return logits[0, -1]
 
-    def mctp_logits(self, k: int) -> torch.Tensor:
-        """Module k at the last position (catching up first); logits [V] for the next token."""
+    def module_step(self, k: int) -> torch.Tensor:
+        """Module k at the last position (catching up first); logits [V] for the next token.
+
+        The catch-up is one cached forward over positions mod_len[k] .. q; its attention builds
+        the offset causal mask itself (Attention.attend_cached)."""
         q = self.n - 1
         start = self.mod_len[k]
         source = self.llm_hidden if k == 0 else self.mod_hidden[k - 1]
         ready = self.llm_len if k == 0 else self.mod_len[k - 1]
         if ready < q:
             raise RuntimeError(f"module {k} at position {q} needs states up to {q - 1}")
-        T = q + 1 - start
-        prev = source[max(start - 1, 0):q]  # [T, C] (or T - 1 rows at position 0)
+        prev = source[max(start - 1, 0):q]  # [T, C], T = q + 1 - start (T - 1 rows at 0)
         if start == 0:  # nothing before position 0: zeros, as in training
             prev = torch.cat([torch.zeros_like(source[:1]), prev])
         llm = self.llm
         cos, sin = llm.rotary_emb(torch.arange(start, q + 1, device=self.device), self.dtype)
-        mask = causal_mask(T, q + 1, self.device) if start > 0 and T > 1 else None
         h = self.mctp.mods[k](llm, llm.embed(self.ids[:, start:q + 1]), prev[None], cos, sin,
-                              self.mod_caches[k], mask)  # [1, T, C]
+                              self.mod_caches[k])  # [1, T, C]
         self.mod_hidden[k, start:q + 1] = h[0]
         self.mod_len[k] = q + 1
         return llm.lm_head(h[0, -1])
@@ -127,7 +128,7 @@ class Engine:
         who = steps(schedule)
         for _ in range(max_new_tokens):
             source = next(who)
-            logits = self.llm_logits() if source < 0 else self.mctp_logits(source)
+            logits = self.llm_step() if source < 0 else self.module_step(source)
             seen = self.ids[0, :self.n] if sampling.repetition_penalty != 1.0 else None
             token = choose(logits, sampling, seen, generator)
             self._append(token)

@@ -93,8 +93,39 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 def causal_mask(T: int, S: int, device=None) -> torch.Tensor:
-    """Bool [T, S], True = may attend: the T new queries sit at positions S-T .. S-1."""
+    """Bool [T, S], True = may attend: the T new queries sit at positions S-T .. S-1.
+
+    The mask of cached decoding (Attention.attend_cached); whole rows use SDPA's is_causal."""
     return torch.arange(S, device=device) <= torch.arange(S - T, S, device=device).unsqueeze(1)
+
+
+def expand_kv_heads(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """Repeat each key/value head for the n_rep query heads that share it (HF's ``repeat_kv``).
+
+    x [B, Hkv, S, D] -> [B, Hkv*n_rep, S, D]; head h of the result is head h // n_rep of x, so
+    query head h reads k/v head h // n_rep. A copy, except that n_rep == 1 returns x itself.
+    """
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
+def attend_stacked_groups(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Grouped-query attention that reads k and v in place (no expand_kv_heads copy).
+
+    q [B, H, T, D]; k, v [B, Hkv, S, D] (views of a KVCache); mask None or bool [T, S]
+    -> [B, H, T, D]. The G = H/Hkv query heads that share k/v head j are stacked as G*T query
+    rows of head j: q [B, H, T, D] -> [B, Hkv, G*T, D], row g*T + t = query head j*G + g at new
+    position t, and the mask is repeated to match, [G*T, S]. One attention call then serves all
+    heads without copying the cache, which is what keeps a decoding step cheap.
+    """
+    B, H, T, D = q.shape
+    Hkv = k.size(1)
+    G = H // Hkv
+    if mask is not None and G > 1:
+        mask = mask.repeat(G, 1)  # [G*T, S]
+    with sdpa_kernel(DECODE_BACKENDS) if q.is_cuda else nullcontext():
+        y = F.scaled_dot_product_attention(q.reshape(B, Hkv, G * T, D), k, v, attn_mask=mask)
+    return y.reshape(B, H, T, D)  # the CUDA kernels may return it strided
 
 
 class KVCache:
@@ -102,8 +133,7 @@ class KVCache:
 
     Preallocated buffers k, v [B, Hkv, max_len, D] hold the first ``length`` positions (keys are
     stored after RoPE). ``update`` writes T new positions in place and returns views of
-    everything so far, so a decode step allocates nothing big. ``truncate(n)`` forgets all but
-    the first n positions (e.g. to roll back); ``reset()`` empties the cache.
+    everything so far, so a decode step allocates nothing big.
     """
 
     def __init__(self, batch_size, n_kv_heads, max_len, head_dim, device=None, dtype=None):
@@ -126,15 +156,17 @@ class KVCache:
         self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
 
-    def truncate(self, length: int) -> None:
-        self.length = min(self.length, length)
-
-    def reset(self) -> None:
-        self.length = 0
-
 
 class Attention(nn.Module):
-    """Grouped-query self-attention with RoPE: each of the Hkv k/v heads serves H/Hkv q heads."""
+    """Grouped-query self-attention with RoPE: each of the Hkv k/v heads serves H/Hkv q heads.
+
+    Two paths, chosen by whether a KVCache is given:
+
+    * ``attend_rows`` (no cache: training, and any full forward, one token included): whole
+      rows, causal, or with the packed-documents mask [B, 1, T, T].
+    * ``attend_cached`` (decoding): the T new positions are appended to the cache and attend to
+      everything in it, with the offset causal mask when T > 1.
+    """
 
     def __init__(self, d_model: int, n_heads: int, n_kv_heads: int):
         super().__init__()
@@ -146,35 +178,50 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=False)
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, mask=None):
+        """x [B, T, C] -> [B, T, C]; cos/sin [T, D] or [B, T, D] for the T new positions.
+
+        mask (rows only): None = causal, or bool [B, 1, T, T], True = may attend."""
+        if cache is None:
+            return self.attend_rows(x, cos, sin, mask)
+        if mask is not None:
+            raise ValueError("a mask is for whole rows; with a cache the causal mask is built here")
+        return self.attend_cached(x, cos, sin, cache)
+
+    def project(self, x, cos, sin):
+        """x [B, T, C] -> q [B, H, T, D], k and v [B, Hkv, T, D], q and k rotated by RoPE."""
         B, T, _ = x.shape
         H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
         q = self.q_proj(x).view(B, T, H, D).transpose(1, 2)  # [B, H, T, D]
         k = self.k_proj(x).view(B, T, Hkv, D).transpose(1, 2)  # [B, Hkv, T, D]
         v = self.v_proj(x).view(B, T, Hkv, D).transpose(1, 2)  # [B, Hkv, T, D]
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if cache is not None:
-            k, v = cache.update(k, v)  # [B, Hkv, S, D], S = cached + T
-        S, G = k.size(2), H // Hkv
-        if cache is not None or (T == 1 and mask is None):
-            # Decoding: the G = H/Hkv query heads that share a k/v head are stacked as G*T
-            # "positions" of that head, so GQA reads the cache in place, never copying it.
-            # [B, H, T, D] -> [B, Hkv, G*T, D] -> back to [B, H, T, D]. One query (T = 1) sees
-            # every key and needs no mask; T new queries after S-T cached ones (prefill, or a
-            # catch-up after MCTP steps) get the offset causal mask [T, S], once per head.
-            if mask is None and T > 1:
-                mask = causal_mask(T, S, x.device)
-            if mask is not None and mask.dim() == 2 and G > 1:
-                mask = mask.repeat(G, 1)  # [G*T, S]
-            with sdpa_kernel(DECODE_BACKENDS) if q.is_cuda else nullcontext():
-                y = F.scaled_dot_product_attention(q.reshape(B, Hkv, G * T, D), k, v, attn_mask=mask)
-            y = y.reshape(B, H, T, D)  # the CUDA kernels may return it strided
-        else:  # training: whole sequences, causal or with the packed-documents mask
-            if G > 1:  # repeat each k/v head for its G query heads (HF's repeat_kv)
-                k = k.repeat_interleave(G, dim=1)  # [B, H, T, D]
-                v = v.repeat_interleave(G, dim=1)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                               is_causal=mask is None)  # [B, H, T, D]
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, H * D))  # [B, T, C]
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
+
+    def merge_heads(self, y: torch.Tensor) -> torch.Tensor:
+        """y [B, H, T, D] -> o_proj of the heads side by side, [B, T, C]."""
+        B, H, T, D = y.shape
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, H * D))
+
+    def attend_rows(self, x, cos, sin, mask=None):
+        """Training: whole rows, no cache. mask None = causal; or the packed-documents mask
+        [B, 1, T, T] (block-diagonal causal, from packed_positions_and_mask)."""
+        q, k, v = self.project(x, cos, sin)
+        n_rep = self.n_heads // self.n_kv_heads
+        k, v = expand_kv_heads(k, n_rep), expand_kv_heads(v, n_rep)  # [B, H, T, D]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           is_causal=mask is None)  # [B, H, T, D]
+        return self.merge_heads(y)
+
+    def attend_cached(self, x, cos, sin, cache: KVCache):
+        """Decoding: append the T new positions to ``cache`` and attend to all S cached keys.
+
+        One new query (T = 1) may see every key: no mask. T new queries after S-T cached keys
+        (the prefill, or the catch-up forward after MCTP steps) get the offset causal mask
+        [T, S], built here and only here."""
+        q, k, v = self.project(x, cos, sin)
+        k, v = cache.update(k, v)  # [B, Hkv, S, D], S = cached + T
+        T, S = q.size(2), k.size(2)
+        mask = causal_mask(T, S, x.device) if T > 1 else None  # [T, S]
+        return self.merge_heads(attend_stacked_groups(q, k, v, mask))
 
 
 class MLP(nn.Module):
@@ -204,9 +251,10 @@ class DecoderLayer(nn.Module):
         """x [B, T, C] -> [B, T, C].
 
         cos/sin: [T, D] or [B, T, D] for the new positions (from RotaryEmbedding).
-        cache: this layer's KVCache; it is extended by the T new positions.
-        mask: bool, broadcastable to [B, H, T, S], True = may attend (with a cache: [T, S]).
-        None = causal: the new queries see every cached key and each other up to themselves.
+        cache: this layer's KVCache; it is extended by the T new positions, which see every
+        cached key and each other up to themselves (Attention.attend_cached).
+        mask (no cache only): None = causal, or the packed-documents mask [B, 1, T, T],
+        True = may attend (Attention.attend_rows).
         """
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
@@ -272,7 +320,7 @@ class LLM(nn.Module):
     def forward_embeds(self, x, cache: list[KVCache] | None = None, doc_ids=None):
         """x [B, T, C] (embeddings) -> hidden [B, T, C] after the final norm."""
         B, T, _ = x.shape
-        mask = None
+        mask = None  # causal (rows), or the offset causal mask Attention builds (cache)
         if doc_ids is not None:
             if cache is not None:
                 raise ValueError("doc_ids (packed training rows) cannot be used with a cache")
@@ -280,8 +328,6 @@ class LLM(nn.Module):
         else:
             start = 0 if cache is None else cache[0].length
             positions = torch.arange(start, start + T, device=x.device)  # [T]
-            if cache is not None and T > 1:  # prefill or catch-up: the mask once for all layers
-                mask = causal_mask(T, start + T, x.device)
         cos, sin = self.rotary_emb(positions, x.dtype)  # [T, D] or [B, T, D]
         if cache is not None and len(cache) != len(self.layers):
             raise ValueError(f"cache has {len(cache)} layers, the model {len(self.layers)}")

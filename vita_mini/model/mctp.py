@@ -48,7 +48,11 @@ class MCTPModule(nn.Module):
     def forward(self, llm: LLM, embeds: torch.Tensor, prev_hidden: torch.Tensor, cos, sin,
                 cache: KVCache | None = None, mask=None) -> torch.Tensor:
         """embeds [B, T, C] of x_q and prev_hidden [B, T, C] = h^{k-1}_{q-1} -> h^k [B, T, C]
-        (after the LLM's shared final norm; ``llm.lm_head`` of it gives the logits)."""
+        (after the LLM's shared final norm; ``llm.lm_head`` of it gives the logits).
+
+        As DecoderLayer: with ``cache`` the T positions are appended to the module's own cache
+        (the causal mask is built inside); without, ``mask`` is the packed training mask or None
+        (causal)."""
         z = self.proj(torch.cat([self.embed_norm(embeds), self.hidden_norm(prev_hidden)], dim=-1))
         return llm.norm(self.layer(z, cos, sin, cache, mask))
 
