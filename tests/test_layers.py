@@ -3,7 +3,7 @@
 The rooms, lowest first (README "The files"). A module may import from its own room or from a
 room below it, never from one above; and no chain of imports may lead back to where it started.
 
-    0  bottom            vita_mini.errors, .config, .vocab   the error type, presets, the token space
+    0  bottom            vita_mini.errors, .config(_checks), .vocab   the error type, presets, the token space
     1  audio, model      vita_mini.audio, vita_mini.model    building blocks that need nothing else
     2  data              vita_mini.data                      corpora and samples (may use audio's WAV io)
     3  runs              vita_mini.checkpoint, .runs, .codes run folders, loading finished stages
@@ -23,7 +23,7 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ROOMS = [
-    ("bottom", ["vita_mini", "vita_mini.errors", "vita_mini.config", "vita_mini.vocab"]),
+    ("bottom", ["vita_mini", "vita_mini.errors", "vita_mini.config", "vita_mini.config_checks", "vita_mini.vocab"]),
     ("audio, model", ["vita_mini.audio", "vita_mini.model"]),
     ("data", ["vita_mini.data"]),
     ("runs", ["vita_mini.checkpoint", "vita_mini.runs", "vita_mini.codes"]),

@@ -113,7 +113,7 @@ def speak(text: str, speaker: int, synth: dict) -> np.ndarray:
 
 def check_synth(cfg: Config) -> None:
     """The chosen synthesizer can run on this machine (the config itself was checked by
-    config.validate_config): espeak needs espeak-ng on PATH."""
+    config_checks.py): espeak needs espeak-ng on PATH."""
     if cfg.synth.backend == "espeak":
         from vita_mini.data.espeak import espeak_available
         if not espeak_available():
