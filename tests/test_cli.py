@@ -52,6 +52,9 @@ def test_speak_then_tokenize_resynth_and_judge(trained, tmp_path, capsys):
     (lambda p: open(p, "wb").write(b"ID3\x03\x00" + b"\x00" * 200), "is not a WAV file"),
     (lambda p: open(p, "wb").write(b"RIFF\x24\x00\x00\x00WAVEfmt "), "is corrupt"),
     (lambda p: write_wav(p, torch.zeros(16000)), "is silent"),
+    (lambda p: write_wav(p, torch.tensor([0.5])), "is 1 samples long (0.1 ms); the shortest audio it can hear is "
+                                                  "one audio token, 640 samples (40 ms)"),
+    (lambda p: write_wav(p, torch.randn(639) * 0.1), "is 639 samples long"),
 ])
 def test_bad_audio_is_one_clear_line_without_traceback(tmp_path, make, phrase):
     path = str(tmp_path / "in.wav")

@@ -187,6 +187,12 @@ def test_error_silent(tmp_path):
     expect_error(tmp_path / "q.wav", "is silent", fn=load_audio)
 
 
+def test_audio_shorter_than_min_samples_is_refused(tmp_path):
+    make_wav(tmp_path / "s.wav", sine()[:100])
+    expect_error(tmp_path / "s.wav", "is 100 samples long", fn=lambda p: load_audio(p, min_samples=640))
+    assert load_audio(tmp_path / "s.wav", min_samples=100).shape == (100,)  # exactly enough is fine
+
+
 def test_error_no_samples(tmp_path):
     make_wav(tmp_path / "o.wav", np.zeros((1, 0)))
     expect_error(tmp_path / "o.wav", "contains no audio samples", fn=load_audio)
