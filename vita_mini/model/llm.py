@@ -21,6 +21,7 @@ Hkv key/value heads, D = head_dim = C // H, V vocabulary.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from functools import lru_cache
 
 import torch
 import torch.nn as nn
@@ -92,10 +93,13 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + rotate_half(x) * sin
 
 
+@lru_cache(maxsize=8)
 def causal_mask(T: int, S: int, device=None) -> torch.Tensor:
     """Bool [T, S], True = may attend: the T new queries sit at positions S-T .. S-1.
 
-    The mask of cached decoding (Attention.attend_cached); whole rows use SDPA's is_causal."""
+    The mask of cached decoding (Attention.attend_cached); whole rows use SDPA's is_causal.
+    Every layer of one forward asks for the same mask, so the last few are kept (never modify
+    the returned tensor): a catch-up forward builds its mask once, not once per layer."""
     return torch.arange(S, device=device) <= torch.arange(S - T, S, device=device).unsqueeze(1)
 
 
