@@ -105,7 +105,7 @@ class _Section:
         return self.problem(field, f"must be a power of two (1, 2, 4, 8, ...): {why}")
 
 
-def _world_problems(cfg: Config, problems: list[str]) -> None:
+def _world_problems(cfg, problems: list[str]) -> None:
     """vita_mini/data/world.py ``build_world``."""
     s = _Section("world", cfg.world, problems)
     s.integer("n_people", 1)
@@ -121,7 +121,7 @@ def _world_problems(cfg: Config, problems: list[str]) -> None:
                   f"{w.n_val + w.n_test} (the val and test sentences are drawn from them)")
 
 
-def _synth_problems(cfg: Config, problems: list[str]) -> None:
+def _synth_problems(cfg, problems: list[str]) -> None:
     """vita_mini/data/synth.py ``synthesize`` and data/corpus.py ``check_synth``."""
     s = _Section("synth", cfg.synth, problems)
     s.number("char_seconds", 0, " (every character lasts a while)", above=True)
@@ -136,7 +136,7 @@ def _synth_problems(cfg: Config, problems: list[str]) -> None:
     s.choice("backend", SYNTH_BACKENDS)
 
 
-def _audio_problems(cfg: Config, problems: list[str]) -> None:
+def _audio_problems(cfg, problems: list[str]) -> None:
     """vita_mini/audio/features.py (torchaudio's STFT, mel filters and Griffin-Lim)."""
     s = _Section("audio", cfg.audio, problems)
     for field in ("sample_rate", "hop_length", "n_mels"):
@@ -149,7 +149,7 @@ def _audio_problems(cfg: Config, problems: list[str]) -> None:
     s.integer("griffin_lim_iters", 0)
 
 
-def _codec_problems(cfg: Config, problems: list[str]) -> None:
+def _codec_problems(cfg, problems: list[str]) -> None:
     """vita_mini/audio/codec.py, audio/vq.py, audio/conv.py; n_voices: train/stage0.py."""
     s = _Section("codec", cfg.codec, problems)
     for field in ("channels", "code_dim", "codebook_size"):
@@ -166,7 +166,7 @@ def _codec_problems(cfg: Config, problems: list[str]) -> None:
         s.number(field, 0, " (a loss weight)")
 
 
-def _judge_problems(cfg: Config, problems: list[str]) -> None:
+def _judge_problems(cfg, problems: list[str]) -> None:
     """vita_mini/audio/judge.py and audio/conv.py."""
     s = _Section("judge", cfg.judge, problems)
     s.integer("channels", 1)
@@ -175,7 +175,7 @@ def _judge_problems(cfg: Config, problems: list[str]) -> None:
     s.number("decoded_weight", 0, " (a loss weight)")
 
 
-def _train_problems(name: str, tcfg: TrainConfig, problems: list[str]) -> None:
+def _train_problems(name: str, tcfg, problems: list[str]) -> None:
     """One stage's training run: vita_mini/train/loop.py (and torch's AdamW)."""
     s = _Section(name, tcfg, problems)
     for field in TRAIN_COUNTS:
@@ -213,7 +213,7 @@ def _llm_heads_problems(s: _Section) -> None:
                   f"{_try(_divisors(c.n_heads))}")
 
 
-def _llm_problems(cfg: Config, problems: list[str]) -> None:
+def _llm_problems(cfg, problems: list[str]) -> None:
     """vita_mini/model/llm.py; max_seq_len: data/samples.py ``pack`` (every sample fits a row)."""
     s = _Section("llm", cfg.llm, problems)
     _llm_heads_problems(s)
@@ -251,7 +251,7 @@ def _ratio_problems(s: _Section) -> None:
                   "includes BOA and EOA, so a chunk holds a - 2 >= 1 codes)")
 
 
-def _alignment_data_problems(cfg: Config, problems: list[str]) -> None:
+def _alignment_data_problems(cfg, problems: list[str]) -> None:
     """vita_mini/data/alignment.py (stage 1's samples), data/samples.py, vocab.py."""
     s = _Section("alignment_data", cfg.alignment_data, problems)
     _ratio_problems(s)
@@ -263,12 +263,12 @@ def _alignment_data_problems(cfg: Config, problems: list[str]) -> None:
     s.share("input_noise", why=" (a share of the ASR answers' input letters)")
 
 
-def _mctp_problems(cfg: Config, problems: list[str]) -> None:
+def _mctp_problems(cfg, problems: list[str]) -> None:
     """vita_mini/model/mctp.py: a cascade needs a module."""
     _Section("mctp", cfg.mctp, problems).integer("n_modules", 1)
 
 
-def _mctp_data_problems(cfg: Config, problems: list[str]) -> None:
+def _mctp_data_problems(cfg, problems: list[str]) -> None:
     """Stages 2 and 3 draw stage 1's samples (data/alignment.py), which hold copy samples only
     when alignment_data.mix_copy > 0; otherwise a copy share here would be silently dropped."""
     s = _Section("mctp_data", cfg.mctp_data, problems)
@@ -279,7 +279,7 @@ def _mctp_data_problems(cfg: Config, problems: list[str]) -> None:
                   f"> 0 (it is {stage1}); set mctp_data.mix_copy=0 or both above 0")
 
 
-def _spoken_qa_problems(cfg: Config, problems: list[str]) -> None:
+def _spoken_qa_problems(cfg, problems: list[str]) -> None:
     """vita_mini/data/spoken_qa.py and train/stage4.py."""
     s = _Section("spoken_qa", cfg.spoken_qa, problems)
     voices, speakers = cfg.spoken_qa.train_voices, cfg.synth.n_speakers
@@ -300,7 +300,7 @@ _SECTION_CHECKS = {"world": _world_problems, "synth": _synth_problems, "audio": 
                    "mctp_data": _mctp_data_problems, "spoken_qa": _spoken_qa_problems}
 
 
-def config_problems(cfg: Config) -> list[str]:
+def config_problems(cfg) -> list[str]:
     """Every value of ``cfg`` that cannot make a model or a run, one line each, in section order:
     '<section>.<field>=<value>: <what would be valid>'. Empty when the config is sound."""
     problems: list[str] = []
@@ -313,7 +313,7 @@ def config_problems(cfg: Config) -> list[str]:
     return problems
 
 
-def validate_config(cfg: Config) -> None:
+def validate_config(cfg) -> None:
     """Raise VitaError listing ``config_problems(cfg)``, one per line, if there are any."""
     problems = config_problems(cfg)
     if problems:

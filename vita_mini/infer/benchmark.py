@@ -23,7 +23,6 @@ bookkeeping. Vanilla is the same engine with no MCTP steps, i.e. plain KV-cache 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 
