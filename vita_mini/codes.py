@@ -20,9 +20,10 @@ from vita_mini.audio.codec import AudioCodec, pad_mels
 from vita_mini.audio.features import LogMel
 from vita_mini.checkpoint import atomic_write_bytes
 from vita_mini.config import Config
-from vita_mini.data.corpus import Corpus
+from vita_mini.data.alignment import AlignmentData
+from vita_mini.data.corpus import Corpus, corpus_path, load_corpus
 from vita_mini.data.spoken_qa import SpokenQAData, load_spoken_qa_corpus, spoken_qa_corpus_path
-from vita_mini.runs import stage_dir
+from vita_mini.runs import load_audio_models, stage_dir
 
 
 @torch.no_grad()
@@ -76,3 +77,11 @@ def spoken_qa_data(cfg: Config, codec: AudioCodec, log=print, write: bool = True
     questions, through its codes (``write``: as ``corpus_codes``)."""
     corpus = load_spoken_qa_corpus(cfg, log)
     return SpokenQAData(cfg, corpus, corpus_codes(cfg, codec, corpus, spoken_qa_corpus_path(cfg), write))
+
+
+def alignment_data(cfg: Config, device: torch.device, log=print, mix=None):
+    """(codec, judge, AlignmentData): stage 0's models and the speech corpus turned into stage 1's
+    samples through its codes (``mix``: as ``AlignmentData``). Stages 1 to 4 start here."""
+    codec, judge = load_audio_models(cfg, device)
+    corpus = load_corpus(cfg, log)
+    return codec, judge, AlignmentData(cfg, corpus, corpus_codes(cfg, codec, corpus, corpus_path(cfg)), mix)

@@ -27,6 +27,7 @@ import os
 import torch
 
 from vita_mini.checkpoint import load_json
+from vita_mini.codes import alignment_data
 from vita_mini.config import Config
 from vita_mini.data.alignment import AlignmentData
 from vita_mini.data.samples import pack
@@ -38,7 +39,6 @@ from vita_mini.model.teacher_forced import mctp_losses
 from vita_mini.runs import SpeechLM, load_speech_lm, stage_dir, stage_name
 from vita_mini.train.loop import decay_groups
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
-from vita_mini.train.stage1 import prepare_data
 
 
 def start_cascade(cfg: Config, stage: int, device: torch.device) -> tuple[LLM, MCTP]:
@@ -56,7 +56,7 @@ class MCTPTask:
 
     @classmethod
     def build(cls, cfg: Config, stage: int, device: torch.device, log=print) -> MCTPTask:
-        codec, judge, data = prepare_data(cfg, device, log, mix=cfg.mctp_data)
+        codec, judge, data = alignment_data(cfg, device, log, mix=cfg.mctp_data)
         llm, mctp = start_cascade(cfg, stage, device)
         return cls(cfg, stage, data, llm, mctp, codec, judge)
 

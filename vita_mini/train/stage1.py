@@ -5,7 +5,7 @@ embeddings grown for the audio codes, on ASR + TTS + text data. Our LLM starts f
 weights (there is no pretrained Qwen to download), so the text data also teaches it the world.
 
     data    the stage-0 codec turns every corpus utterance into 25 Hz codes once (cached beside
-            stage 0's checkpoint, vita_mini/codes.py, for stages 1-4); samples are
+            stage 0's checkpoint, vita_mini/codes.py alignment_data, for stages 1-4); samples are
             ASR (every voice), TTS (interleaved [1, 10, 4, 10], the assistant's voice only) and
             text (data/alignment.py), mixed by cfg.alignment_data
     loss    next-token cross-entropy on the assistant's tokens only, over packed rows
@@ -20,27 +20,18 @@ import time
 import torch
 import torch.nn.functional as F
 
-from vita_mini.codes import corpus_codes
+from vita_mini.codes import alignment_data
 from vita_mini.config import Config
 from vita_mini.data.alignment import AlignmentData
-from vita_mini.data.corpus import corpus_path, load_corpus
 from vita_mini.data.samples import noisy_inputs, pack
 from vita_mini.eval.tasks import asr_cer, text_qa_accuracy, tts_judge_cer
 from vita_mini.model.llm import LLM
 from vita_mini.model.teacher_forced import lm_loss
-from vita_mini.runs import load_audio_models, stage_name
+from vita_mini.runs import stage_name
 from vita_mini.train.loop import decay_groups
 from vita_mini.vocab import AUDIO_OFFSET, IGNORE, vocab_size
 
 SECTIONS = ["seed", "world", "synth", "audio", "codec", "judge", "llm", "alignment_data", "stage1"]
-
-
-def prepare_data(cfg: Config, device: torch.device, log=print, mix=None):
-    """(codec, judge, AlignmentData): the stage-0 models and the corpus turned into samples
-    (``mix``: as ``AlignmentData``). Stages 1 to 4 start here."""
-    codec, judge = load_audio_models(cfg, device)
-    corpus = load_corpus(cfg, log)
-    return codec, judge, AlignmentData(cfg, corpus, corpus_codes(cfg, codec, corpus, corpus_path(cfg)), mix)
 
 
 class Stage1Task:
@@ -51,7 +42,7 @@ class Stage1Task:
 
     @classmethod
     def build(cls, cfg: Config, stage: int, device: torch.device, log=print) -> Stage1Task:
-        codec, judge, data = prepare_data(cfg, device, log)
+        codec, judge, data = alignment_data(cfg, device, log)
         return cls(cfg, data, codec, judge)
 
     def __init__(self, cfg: Config, data: AlignmentData, codec=None, judge=None):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from vita_mini.codes import spoken_qa_data
+from vita_mini.codes import alignment_data, spoken_qa_data
 from vita_mini.config import Config
 from vita_mini.data.alignment import AlignmentData
 from vita_mini.data.samples import SampleMix, pack
@@ -41,7 +41,6 @@ from vita_mini.model.teacher_forced import head_cross_entropy, lm_loss, mctp_los
 from vita_mini.runs import SpeechLM, load_speech_lm, stage_name
 from vita_mini.train.loop import decay_groups
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
-from vita_mini.train.stage1 import prepare_data
 
 SECTIONS = STAGE1_SECTIONS + ["mctp", "mctp_data", "stage2", "stage3", "spoken_qa", "stage4"]
 
@@ -75,7 +74,7 @@ class Stage4Task:
 
     @classmethod
     def build(cls, cfg: Config, stage: int, device: torch.device, log=print) -> Stage4Task:
-        codec, judge, alignment = prepare_data(cfg, device, log)
+        codec, judge, alignment = alignment_data(cfg, device, log)
         data = SFTData(cfg, spoken_qa_data(cfg, codec, log), alignment)
         llm, mctp = load_speech_lm(cfg, 3, device)
         return cls(cfg, data, llm, mctp, codec, judge)
