@@ -86,13 +86,25 @@ def test_structure_and_splits(kwargs):
     pool = set(w.general_sentences) | {f.text for f in w.facts if f.spoken} | {q.question for q in w.qa if q.spoken}
     assert train | val | test == pool
 
-    # spoken facts all in train; text-only facts/questions/names never spoken
+    # spoken facts all in train; text-only facts/questions never spoken
     assert {f.text for f in w.facts if f.spoken} <= train
     hidden = {f.text for f in w.facts if not f.spoken} | {q.question for q in w.qa if not q.spoken}
     assert not hidden & (train | val | test)
     text_only = set(w.text_only_people)
-    assert all(not set(s.split()) & text_only for s in train | val | test)
     assert set(w.spoken_people) | text_only == set(w.people)
+
+
+@pytest.mark.parametrize("names_heard", [True, False])
+def test_text_only_names_heard_or_not(names_heard):
+    """names_heard: general sentences name text-only people too, but never say their facts."""
+    w = build_world(names_heard=names_heard)
+    spoken = set().union(*w.speech_sentences.values())
+    text_only = set(w.text_only_people)
+    naming = [s for s in spoken if set(s.split()) & text_only]
+    assert bool(naming) == names_heard
+    hidden = {f.text for f in w.facts if not f.spoken} | {q.question for q in w.qa if not q.spoken}
+    assert not hidden & spoken
+    assert all(s in w.general_sentences for s in naming)
 
 
 @pytest.mark.parametrize("n_people,share,expected", [(24, 0.25, 6), (8, 0.25, 2), (2, 0.1, 1), (5, 0.0, 0), (1, 0.5, 0)])

@@ -33,6 +33,7 @@ class WorldConfig:
     n_people: int = 24  # each person has a city, a pet, a colour and a food
     n_general_sentences: int = 2800  # template sentences, besides the facts, for ASR/TTS
     text_only_share: float = 0.25  # people whose facts never appear in speech
+    names_heard: bool = True  # their names do, in general sentences (world.py; chapter 3)
     max_chars: int = 40  # longest spoken sentence, in characters
     salad_share: float = 0.0  # share of general training sentences replaced by word salad
     n_val: int = 64  # utterances in the validation split

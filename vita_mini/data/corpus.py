@@ -62,7 +62,7 @@ def make_world(cfg: Config) -> World:
     w = cfg.world
     return build_world(seed=w.seed, n_people=w.n_people, n_general_sentences=w.n_general_sentences,
                        text_only_share=w.text_only_share, max_chars=w.max_chars, n_val=w.n_val,
-                       n_test=w.n_test, salad_share=w.salad_share)
+                       n_test=w.n_test, salad_share=w.salad_share, names_heard=w.names_heard)
 
 
 def voice_of(text: str, split: str, cfg: Config) -> int:

@@ -17,11 +17,18 @@ Every string uses only :data:`CHARSET` (lowercase letters and single spaces)
 because the toy synthesizer speaks text one character at a time.
 
 Why are some facts text-only?  A share of the people (``text_only_share``) is
-never spoken about: their facts, questions and even their names appear in no
-speech split.  The language model learns these facts from *text* only; at test
-time we ask about them *by voice*.  If the model answers correctly, knowledge
-learned in the text modality transferred to the speech modality -- the central
-promise of a speech-language model built on top of an LLM.
+never spoken about: their facts and the questions about them appear in no speech
+split.  The language model learns these facts from *text* only; at test time we
+ask about them *by voice*.  If the model answers correctly, knowledge learned in
+the text modality transferred to the speech modality -- the central promise of a
+speech-language model built on top of an LLM.
+
+Their *names* may still be heard (``names_heard``, the default): general
+sentences such as "ana sees a big cat" draw on every name, as a real speech corpus
+mentions many people it says nothing about.  A model that never heard a name
+spoken cannot write it from audio; it writes a name it knows instead ("where does
+lea live" -> "elena lives in lima"), and no fact learned from text can help
+(tutorials/03_speech_qa.md measures both worlds).
 """
 from __future__ import annotations
 
@@ -62,7 +69,7 @@ QUESTION_TEMPLATES = {
     "food": ("what does {p} eat", "what food does {p} eat"),
 }
 # General sentence templates: a format string and the word list for each slot.
-# "name" slots are filled with *spoken* people only.
+# "name" slots are filled with every person (``names_heard``) or the spoken people only.
 GENERAL_TEMPLATES = [
     ("the {a} {b} {c} to the {d}", (ADJS, PETS, MOVES, PLACES)),
     ("a {a} {b} eats {c}", (COLOURS, PETS, FOODS)),
@@ -196,13 +203,16 @@ def _general_sentences(rng: random.Random, spoken_names: list[str], n: int, max_
 
 def build_world(seed: int = 0, n_people: int = 24, n_general_sentences: int = 1200,
                 text_only_share: float = 0.25, max_chars: int = 40,
-                n_val: int = 64, n_test: int = 64, salad_share: float = 0.0) -> World:
+                n_val: int = 64, n_test: int = 64, salad_share: float = 0.0,
+                names_heard: bool = True) -> World:
     """Build the world; the same arguments always give the same world.
 
     ``salad_share``: the share of the general *training* sentences replaced by word salad
     (``word_salad``). Template sentences are so predictable that an LLM can guess much of a
     sentence from its first words; salad makes it read the audio (ASR) and copy the text (TTS)
-    instead. Validation and test sentences are always template sentences."""
+    instead. Validation and test sentences are always template sentences.
+
+    ``names_heard``: general sentences may name text-only people too (never their facts)."""
     if not 0.0 <= salad_share < 1.0:
         raise ValueError(f"salad_share must be in [0, 1), got {salad_share}")
     if not 1 <= n_people <= len(NAMES):
@@ -221,8 +231,8 @@ def build_world(seed: int = 0, n_people: int = 24, n_general_sentences: int = 12
     text_only = set(rng.sample(people, n_text_only))
 
     facts, qa = _facts_and_questions(rng, people, text_only, max_chars)
-    general = _general_sentences(rng, [p for p in people if p not in text_only], n_general_sentences,
-                                 max_chars)
+    named = people if names_heard else [p for p in people if p not in text_only]
+    general = _general_sentences(rng, named, n_general_sentences, max_chars)
 
     # Speech splits: val/test come from general sentences only, so every spoken
     # fact and question lands in train (later stages memorise them).
