@@ -8,7 +8,8 @@
     python generate.py --task tts --text "bob has a cat" --out bob.wav   # the LLM speaks (stage 1)
     python generate.py --task text --text "where does ana live"          # the LLM answers (stage 1)
     python generate.py --task tts --text "bob has a cat" --out bob.wav --mode turbo   # MCTP (stage 3)
-    python generate.py --task chat --audio question.wav --out answer.wav  # spoken QA (stage 4)
+    python generate.py --task chat --audio question.wav --out answer.wav  # spoken QA (stage 4), in
+                                                                          # the model's own mode
     python generate.py --task chat --text "what pet does hans have" --mode boost
     python generate.py --benchmark                 # speed of the four modes, random weights
     python generate.py --benchmark --tokens 256 --json speed.json
@@ -21,6 +22,9 @@ uses the MCTP modules of stage 3; ``chat`` and ``--eval`` need stage 4. ``--stag
 another trained stage's model (``--stage 4`` for the fine-tuned one). ``chat`` prints the answer's
 text as it is written, decodes its audio chunk by chunk, writes the WAV at the end, and reports
 the time to the first audio chunk and tokens/s. Decoding is greedy unless --temperature is set.
+A model with MCTP modules (stage 3 or 4) runs, unless --mode says otherwise, the mode that matches
+the interleave it was trained on (boost, or balance for a model trained with
+alignment_data.ratio=balance); a --mode out of step with it is run, with a note saying so.
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ from vita_mini.eval.tasks import answer_text, llm_transcribe
 from vita_mini.infer.benchmark import run_benchmark
 from vita_mini.infer.engine import Engine
 from vita_mini.infer.sampling import Sampling
-from vita_mini.infer.schedule import describe, parse_schedule
+from vita_mini.infer.schedule import describe, own_mode, parse_schedule, step_note
 from vita_mini.infer.stream import TextPiece, stream_events
-from vita_mini.runs import load_audio_models, load_speech_lm, pick_device
+from vita_mini.runs import load_audio_models, load_speech_lm, pick_device, trained_interleave
 from vita_mini.vocab import (CHARSET, SPOKEN_ANSWER_INSTRUCTION, TTS_INSTRUCTION, prompt_tokens, text_ids,
                              user_audio, vocab_size)
 
@@ -67,8 +71,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--stage", type=int, choices=[1, 2, 3, 4],
                         help="whose LLM to use (default: 1 for asr, text and vanilla tts; 3 for "
                              "tts with MCTP; 4 for chat)")
-    parser.add_argument("--mode", default="vanilla",
-                        help="vanilla, balance, boost, turbo, or a schedule like 1,10,4,10 (tasks tts, chat)")
+    parser.add_argument("--mode", default=None,
+                        help="vanilla, balance, boost, turbo, or a schedule like 1,10,4,10 (tasks tts, "
+                             "chat; default: a model with MCTP modules runs the mode of its training "
+                             "interleave, boost or balance; stage 1 runs vanilla)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (tasks tts, chat)")
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--top-p", type=float, default=1.0)
@@ -183,7 +189,7 @@ def clean_text(text: str | None, task: str) -> str:
 
 def run_llm_task(args, cfg) -> int:
     """asr, text, tts and chat: check every input first, then load the models and run."""
-    schedule = parse_schedule(args.mode)
+    schedule = parse_schedule(args.mode or "vanilla")
     sampling = Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
     stage = pick_stage(args, schedule)
     wav = text = None
@@ -214,6 +220,14 @@ def run_llm_task(args, cfg) -> int:
             prompt = prompt_tokens(SPOKEN_ANSWER_INSTRUCTION, user_audio(codec.encode(wav.to(device)).tolist()))
     else:
         prompt = prompt_tokens(SPOKEN_ANSWER_INSTRUCTION, text_ids(text))
+    if mctp is not None:  # the mode that matches the model's training interleave, unless told
+        interleave = trained_interleave(cfg, stage)
+        if args.mode is None:
+            schedule = parse_schedule(own_mode(interleave))
+            print(f"mode {own_mode(interleave)} {describe(schedule)}: this model's own, its training "
+                  f"interleave (--mode picks another)")
+        elif step_note(args.mode, interleave):
+            print(step_note(args.mode, interleave))
     stream_answer(Engine(model, mctp), prompt, schedule, sampling, codec, cfg.synth.assistant_voice, out)
     return 0
 

@@ -8,6 +8,7 @@
     python train.py --stage 3                      # builds any missing earlier stage first
     python train.py --stage all                    # 0 to 4 in order: finished stages are skipped,
                                                    # an unfinished one resumes (--restart: all anew)
+    python train.py --stage all --interleave balance --run-dir runs/toy-balance   # a Balance model
 
 A stage that builds on earlier ones trains those first, each in a fresh Python process, exactly as if
 you had typed ``python train.py --stage N`` yourself. Why not in this process: on our 2-core CPU the
@@ -48,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     group.add_argument("--resume", action="store_true", help="continue from the stage's checkpoint")
     group.add_argument("--restart", action="store_true", help="train from scratch, replacing the checkpoint")
     group.add_argument("--eval", action="store_true", help="only evaluate the finished stage and print its report")
+    parser.add_argument("--interleave", default=None,
+                        help="text/audio interleave of spoken answers, stages 1-4: boost (default), "
+                             "balance, or t1,a1,t2,a2,... (the same as alignment_data.ratio=...)")
     parser.add_argument("--stop-after", type=int, default=None, metavar="N",
                         help="stop after N steps as if interrupted (resume later with --resume)")
     parser.add_argument("overrides", nargs="*", metavar="section.field=value",
@@ -57,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.interleave is not None:
+        args.overrides.append(f"alignment_data.ratio={args.interleave}")
     cfg = get_config(args.preset, args.overrides)
     if args.seed is not None:
         cfg.seed = args.seed

@@ -62,8 +62,12 @@ def test_suite_prints_every_table_and_writes_json(tiny_full_run, tmp_path, capsy
     for title in ("ASR, 16 test utterances", "TTS, 16 test sentences", "Spoken QA accuracy", "S2T", "S2S",
                   "text-only facts (8)", "MCTP teacher-forced", "module 9", "tokens/s", "first audio ms"):
         assert title in printed, title
+    # the model's own mode, from the interleave its checkpoint records, and Turbo out of step with it
+    assert "trained on the interleave [1, 10, 4, 10]: its own mode is boost (*)" in printed
+    assert "note: mode turbo [1, 10] is out of step" in printed
     results = json.loads(path.read_text())
     assert results["modes"] == ["vanilla", "turbo"]
+    assert results["own_mode"] == "boost" and list(results["out_of_step"]) == ["turbo"]
     for mode in ("vanilla", "turbo"):  # every metric for Turbo beside Vanilla
         assert set(results["tts"][mode]) == {"judge_cer", "copy_cer", "self_cer"}
         for facts in ("seen", "text_only"):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from vita_mini.config_checks import validate_config
 from vita_mini.errors import VitaError
+from vita_mini.vocab import INTERLEAVES
 
 
 @dataclass
@@ -137,7 +138,10 @@ class AlignmentDataConfig:
     The four mix_ shares are weights: data/samples.py ``mixed_order`` divides each by their sum,
     so they need not sum to one (at least one must be above zero)."""
 
-    ratio: tuple = (1, 10, 4, 10)  # text/audio interleave of spoken answers (Boost's)
+    # the training interleave t1,a1,t2,a2,... of every spoken answer, stages 1-4: "boost" (this
+    # default) or "balance" (1,4,3,8,4,10) or any list; checkpoints record it, and generate.py and
+    # the evaluation suite run the mode that matches it by default (infer/schedule.py)
+    ratio: tuple = (1, 10, 4, 10)
     mix_asr: float = 0.4  # share of stage-1 samples that are ASR (speech in, text out)
     mix_tts: float = 0.4  # ... TTS (text in, interleaved text + speech out)
     mix_text: float = 0.2  # ... text only (facts and questions about the world)
@@ -310,6 +314,8 @@ def _parse_value(text: str, current, name: str):
         if text.lower() in ("0", "false", "no", "off"):
             return False
         raise VitaError(f"override {name}={text}: expected true or false")
+    if name.endswith("ratio") and text.lower() in INTERLEAVES:  # an interleave by its name
+        return type(current)(INTERLEAVES[text.lower()])
     if isinstance(current, (tuple, list)):
         parts = [p for p in text.strip("()[]").split(",") if p.strip()]
         return type(current)(_parse_value(p.strip(), current[0], name) for p in parts)

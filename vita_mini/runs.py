@@ -18,6 +18,11 @@ What each stage's checkpoint holds (``build_model``):
     3   SpeechLM: the LLM and cfg.mctp.n_modules MCTP modules
     4   the same, fine-tuned on spoken question answering
 
+Every checkpoint of stages 1 to 4 records, in its config, the text/audio interleave its spoken
+answers were trained on (``alignment_data.ratio``; ``trained_interleave``). A stage that builds
+on an earlier one must use the same (``require_same_interleave``), and generate.py and the
+evaluation suite run a model in the mode that matches it unless told otherwise.
+
 Loading only reads the run folder, so a read-only or shared run folder works.
 """
 
@@ -35,7 +40,7 @@ from vita_mini.config import Config
 from vita_mini.errors import VitaError
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
-from vita_mini.vocab import vocab_size
+from vita_mini.vocab import BOOST_RATIO, vocab_size
 
 STAGES = (0, 1, 2, 3, 4)
 STAGE_TITLES = {0: "audio tokenizer", 1: "audio-text alignment", 2: "one MCTP module",
@@ -152,3 +157,22 @@ def load_speech_lm(cfg: Config, stage: int, device: torch.device | str = "cpu") 
         raise VitaError(f"stage {stage} has no LLM; choose a stage from 1 to 4")
     model = load_stage(cfg, stage, device)
     return (model, None) if stage == 1 else (model.llm, model.mctp)
+
+
+def trained_interleave(cfg: Config, stage: int) -> tuple:
+    """The interleave [t1, a1, ...] a finished stage 1 to 4 was trained on, as its checkpoint
+    records it (checkpoints from before the field existed were all trained on Boost's)."""
+    payload = load_checkpoint(checkpoint_path(cfg, stage))
+    saved = payload["config"].get("alignment_data", {}).get("ratio", BOOST_RATIO)
+    return tuple(int(x) for x in saved)
+
+
+def require_same_interleave(cfg: Config, stage: int) -> None:
+    """Training on top of ``stage``: the run must keep the interleave that stage was trained on
+    (its modules learned to write audio chunks of those lengths), else one line saying how."""
+    saved, asked = trained_interleave(cfg, stage), tuple(cfg.alignment_data.ratio)
+    if saved != asked:
+        was, now = ",".join(map(str, saved)), ",".join(map(str, asked))
+        raise VitaError(f"stage {stage} in '{checkpoint_path(cfg, stage)}' was trained on the interleave "
+                        f"alignment_data.ratio={was}, this run asks for {now}: pass "
+                        f"alignment_data.ratio={was}, or use another --run-dir for the new one")

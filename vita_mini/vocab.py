@@ -44,7 +44,11 @@ TEXT_INSTRUCTION = "answer"  # user writes, assistant writes
 COPY_INSTRUCTION = "repeat"  # user writes, assistant writes the same text back
 SPOKEN_ANSWER_INSTRUCTION = "answer aloud"  # assistant answers in interleaved text + audio
 
-BOOST_RATIO = (1, 10, 4, 10)  # VITA-Audio's training interleave, matched by the Boost mode
+# The training interleaves of VITA-Audio's models (tutorials/paper.md §4-5): a model is trained on
+# one, and the inference mode of the same name lets the MCTP modules write exactly its audio chunks.
+BOOST_RATIO = (1, 10, 4, 10)  # the default: the Boost model (and Turbo runs on it)
+BALANCE_RATIO = (1, 4, 3, 8, 4, 10)  # the Balance model
+INTERLEAVES = {"boost": BOOST_RATIO, "balance": BALANCE_RATIO}
 
 
 def vocab_size(codebook_size: int) -> int:

@@ -16,6 +16,11 @@ every generation greedy, every mode on the same weights and the same prompts:
                decoding to sound), per mode, over the spoken-QA answers, on this machine
 
     python -m vita_mini.eval [--preset P] [--run-dir D] [--modes vanilla turbo] [--json F] [--figures DIR]
+
+The model's training interleave (its checkpoint records it: runs.py ``trained_interleave``) names
+its own mode, the one whose MCTP modules write exactly the audio chunks it was trained on (boost
+for the default Boost interleave, balance for a model trained with alignment_data.ratio=balance).
+The tables mark that mode with *, and say which of the other modes are out of step with it.
 """
 
 from __future__ import annotations
@@ -32,8 +37,8 @@ from vita_mini.data.samples import pack
 from vita_mini.eval.mctp_accuracy import format_accuracy, module_accuracy
 from vita_mini.eval.tasks import asr_cer, s2s_ceiling, spoken_qa_report, tts_judge_cer
 from vita_mini.infer.engine import Engine
-from vita_mini.infer.schedule import MODES
-from vita_mini.runs import load_audio_models, load_speech_lm
+from vita_mini.infer.schedule import MODES, own_mode, step_note
+from vita_mini.runs import load_audio_models, load_speech_lm, trained_interleave
 
 MODE_NAMES = tuple(MODES)  # vanilla, balance, boost, turbo
 
@@ -53,7 +58,10 @@ def run_suite(cfg: Config, device: torch.device, modes=MODE_NAMES, log=print) ->
     test_codes, test_texts = [codes[u] for u in test], [corpus.texts[u] for u in test]
     sqa = spoken_qa_data(cfg, codec, log, write=False)
     voice = cfg.synth.assistant_voice
+    interleave = trained_interleave(cfg, 4)
     results = {"preset": cfg.preset, "run_dir": cfg.resolved_run_dir(), "modes": list(modes),
+               "interleave": list(interleave), "own_mode": own_mode(interleave),
+               "out_of_step": {m: step_note(m, interleave) for m in modes if step_note(m, interleave)},
                "n_test_utterances": len(test), "n_seen": len(sqa.test_seen), "n_text_only": len(sqa.test_text)}
     log(f"ASR on {len(test)} test utterances ...")
     results["asr_cer"], _ = asr_cer(llm, test_codes, test_texts)
@@ -77,11 +85,19 @@ def percent(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f}%"
 
 
+def mode_label(r: dict, mode: str) -> str:
+    """The mode's name, with * for the model's own (results of older suites have no own_mode)."""
+    return mode + " *" if mode == r.get("own_mode") else mode
+
+
 def format_suite(r: dict) -> str:
     modes = r["modes"]
     lines = [f"vita-mini evaluation: the stage-4 model of {r['run_dir']} (preset {r['preset']}), "
-             f"test split, greedy",
-             "",
+             f"test split, greedy"]
+    if "interleave" in r:
+        lines.append(f"trained on the interleave {r['interleave']}: its own mode is {r['own_mode']} (*)")
+        lines += list(r["out_of_step"].values())
+    lines += ["",
              f"ASR, {r['n_test_utterances']} test utterances, Vanilla: CER {percent(r['asr_cer'])}",
              "",
              f"TTS, {r['n_test_utterances']} test sentences: CER of what the judge hears vs the input "
@@ -89,7 +105,7 @@ def format_suite(r: dict) -> str:
              f"  {'mode':<10} {'judge CER':>10} {'text':>8} {'audio':>8}"]
     for m in modes:
         t = r["tts"][m]
-        lines.append(f"  {m:<10} {percent(t['judge_cer']):>10} {percent(t['copy_cer']):>8} {percent(t['self_cer']):>8}")
+        lines.append(f"  {mode_label(r, m):<10} {percent(t['judge_cer']):>10} {percent(t['copy_cer']):>8} {percent(t['self_cer']):>8}")
     lines += ["",
               "Spoken QA accuracy (right = the short answer is a word of the answer; S2T = the text "
               "written, S2S = what the judge hears)",
@@ -98,7 +114,7 @@ def format_suite(r: dict) -> str:
               f"  {'mode':<10} {'S2T':>9} {'S2S':>9} {'S2T':>12} {'S2S':>11}"]
     for m in modes:
         q = r["spoken_qa"][m]
-        lines.append(f"  {m:<10} {percent(q['seen']['s2t']):>9} {percent(q['seen']['s2s']):>9} "
+        lines.append(f"  {mode_label(r, m):<10} {percent(q['seen']['s2t']):>9} {percent(q['seen']['s2s']):>9} "
                      f"{percent(q['text_only']['s2t']):>12} {percent(q['text_only']['s2s']):>11}")
     if r.get("s2s_ceiling") is not None:
         lines.append(f"  S2S ceiling: the judge hears {percent(r['s2s_ceiling'])} of the seen facts' recorded "
@@ -112,7 +128,7 @@ def format_suite(r: dict) -> str:
     for m in modes:
         s = r["speed"][m]
         first = "-" if s["first_audio_ms"] is None else f"{s['first_audio_ms']:.0f}"
-        lines.append(f"  {m:<10} {s['tokens_per_s']:>9.0f} {first:>15} "
+        lines.append(f"  {mode_label(r, m):<10} {s['tokens_per_s']:>9.0f} {first:>15} "
                      f"{str(s['answers_with_audio']) + ' of ' + str(s['answers']):>19}")
     lines.append(f"\n(evaluated in {r['seconds']:.0f} s)")
     return "\n".join(lines)

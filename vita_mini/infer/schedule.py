@@ -11,6 +11,13 @@ continues the chain started by the LLM's latest hidden state (vita_mini/model/mc
     boost     [1, 10, 4, 10]        4 LLM + 10 MCTP: the LLM writes text, the modules BOA+audio+EOA
     turbo     [1, 10]               1 LLM + 10 MCTP
 
+A model is trained on one text/audio interleave (``alignment_data.ratio``, recorded in its
+checkpoint), and a schedule is *in step* with it when the modules write exactly the interleave's
+audio chunks (BOA, codes, EOA) and the LLM exactly its text: the Boost mode on the Boost model,
+Balance on the Balance model (the official code makes a model's training interleave its default
+mode). Out of step, the modules write tokens of a kind they never learned to write at those
+positions (Turbo's modules write text); Vanilla needs no step (the LLM writes everything).
+
 With ``r`` = cost of one MCTP step / cost of one LLM step, a cycle of m LLM and k MCTP steps
 costs m + k*r LLM steps for m + k tokens, so the ideal speedup over Vanilla is
 (m + k) / (m + k*r): 5.2x for Turbo and 2.75x for Boost at the paper's r = 0.11.
@@ -22,12 +29,13 @@ import math
 from collections.abc import Iterator, Sequence
 
 from vita_mini.errors import VitaError
+from vita_mini.vocab import BALANCE_RATIO, BOOST_RATIO, check_ratio
 
 INF = math.inf
 MODES: dict[str, tuple] = {
     "vanilla": (INF, 0),
-    "balance": (1, 4, 3, 8, 4, 10),
-    "boost": (1, 10, 4, 10),
+    "balance": BALANCE_RATIO,
+    "boost": BOOST_RATIO,
     "turbo": (1, 10),
 }
 VALID_FORMS = ("a mode name (vanilla, balance, boost, turbo) or a schedule list M1,m1,M2,m2,... "
@@ -87,6 +95,42 @@ def ideal_speedup(schedule: tuple, r: float) -> float:
     if m == INF or k == 0:
         return 1.0
     return (m + k) / (m + k * r)
+
+
+def in_step(schedule: tuple, interleave, n_tokens: int = 512) -> bool:
+    """True if, over the first ``n_tokens`` of an answer, the modules write exactly the audio
+    chunks of ``interleave`` [t1, a1, t2, a2, ...] and the LLM exactly its text (Vanilla: always).
+
+    Interleave chunk i is t_i text tokens, then a_i audio tokens (BOA, a_i - 2 codes, EOA); the
+    last pair repeats, like a schedule's."""
+    if max(schedule[1::2]) == 0:
+        return True
+    ratio, kinds = check_ratio(interleave), []  # kinds[j]: True where the answer holds audio
+    pair = 0
+    while len(kinds) < n_tokens:
+        t, a = ratio[2 * pair], ratio[2 * pair + 1]
+        kinds += [False] * t + [True] * a
+        pair = min(pair + 1, len(ratio) // 2 - 1)
+    return all((writer >= 0) == audio for writer, audio in zip(expand(schedule, n_tokens), kinds))
+
+
+def own_mode(interleave) -> str:
+    """The inference mode a model trained on ``interleave`` runs by default: the named mode in
+    step with it (boost for the Boost interleave), else the interleave itself as a schedule."""
+    for name, schedule in MODES.items():
+        if name != "vanilla" and in_step(schedule, interleave):
+            return name
+    return ",".join(str(x) for x in check_ratio(interleave))
+
+
+def step_note(mode, interleave) -> str | None:
+    """One line if ``mode``'s schedule is out of step with a model's training ``interleave``."""
+    schedule = parse_schedule(mode)
+    if in_step(schedule, interleave):
+        return None
+    return (f"note: mode {mode} {describe(schedule)} is out of step with this model's training "
+            f"interleave {describe(tuple(interleave))}: its MCTP modules will write tokens of a "
+            f"kind they did not learn to write at those places (its own mode: {own_mode(interleave)})")
 
 
 def describe(schedule: tuple) -> str:

@@ -36,13 +36,15 @@ from vita_mini.eval.tasks import tts_judge_cer
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
 from vita_mini.model.teacher_forced import mctp_losses
-from vita_mini.runs import SpeechLM, load_speech_lm, stage_dir, stage_name
+from vita_mini.runs import SpeechLM, load_speech_lm, require_same_interleave, stage_dir, stage_name
 from vita_mini.train.loop import decay_groups
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
 
 
 def start_cascade(cfg: Config, stage: int, device: torch.device) -> tuple[LLM, MCTP]:
-    """The stage's starting point: stage 2 from the stage-1 LLM, stage 3 from stage 2."""
+    """The stage's starting point: stage 2 from the stage-1 LLM, stage 3 from stage 2 (trained
+    on the interleave this run asks for)."""
+    require_same_interleave(cfg, stage - 1)
     if stage == 2:
         llm, _ = load_speech_lm(cfg, 1, device)
         torch.manual_seed(cfg.seed)

@@ -38,7 +38,7 @@ from vita_mini.infer.engine import Engine
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
 from vita_mini.model.teacher_forced import head_cross_entropy, lm_loss, mctp_losses
-from vita_mini.runs import SpeechLM, load_speech_lm, stage_name
+from vita_mini.runs import SpeechLM, load_speech_lm, require_same_interleave, stage_name
 from vita_mini.train.loop import decay_groups
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
 
@@ -76,6 +76,7 @@ class Stage4Task:
     def build(cls, cfg: Config, stage: int, device: torch.device, log=print) -> Stage4Task:
         codec, judge, alignment = alignment_data(cfg, device, log)
         data = SFTData(cfg, spoken_qa_data(cfg, codec, log), alignment)
+        require_same_interleave(cfg, 3)
         llm, mctp = load_speech_lm(cfg, 3, device)
         return cls(cfg, data, llm, mctp, codec, judge)
 
