@@ -159,6 +159,9 @@ REFUSED = [
     (["spoken_qa.replay_share=1"], "spoken_qa.replay_share=1.0: must lie in [0, 1)"),
     (["spoken_qa.replay_share=-0.1"], "spoken_qa.replay_share=-0.1: must lie in [0, 1)"),
     (["spoken_qa.mctp_lr_scale=-1"], "spoken_qa.mctp_lr_scale=-1.0: must be at least 0"),
+    (["spoken_qa.replay_tts=1.5"], "spoken_qa.replay_tts=1.5: must lie in [0, 1]"),
+    (["spoken_qa.replay_asr=0", "spoken_qa.replay_tts=0", "spoken_qa.replay_text=0"],
+     "spoken_qa.replay_asr+replay_tts+replay_text=0: at least one must be above 0"),
 ] + [([f"{stage}.{count}=0"], f"{stage}.{count}=0: must be at least 1")
      for stage in TRAIN_SECTIONS for count in COUNTS]
 
@@ -230,6 +233,7 @@ def test_renamed_sections_keep_their_fields_and_defaults():
         "n_copy": 3000, "input_noise": 0.15}
     assert dataclasses.asdict(SpokenQAConfig()) == {
         "train_voices": 3, "text_questions": True, "n_test_seen": 48, "replay_share": 0.3,
+        "replay_asr": 0.4, "replay_tts": 0.4, "replay_text": 0.2,
         "mctp_lr_scale": 10.0, "mctp_grad_to_llm": True}
     assert get_config("tiny").spoken_qa == SpokenQAConfig(train_voices=2, n_test_seen=8)
     assert get_config("small").spoken_qa == SpokenQAConfig(n_test_seen=128)

@@ -21,7 +21,7 @@ from vita_mini.checkpoint import load_checkpoint
 from vita_mini.train.loop import make_optimizer
 from vita_mini.model.teacher_forced import mctp_losses
 from vita_mini.runs import load_speech_lm
-from vita_mini.train.stage4 import Stage4Task, sft_losses
+from vita_mini.train.stage4 import SFTData, Stage4Task, sft_losses
 from vita_mini.vocab import (ASSISTANT, BOA, END, EOA, SPOKEN_ANSWER_INSTRUCTION, audio_ids, prompt_tokens,
                              text_ids, user_audio, vocab_size)
 
@@ -68,6 +68,22 @@ def test_learning_rate_groups_mctp_at_ten_times_the_llm():
     for p in mctp.parameters():
         assert group_of[id(p)]["lr"] == pytest.approx(10 * cfg.stage4.lr)
         assert group_of[id(p)]["lr_scale"] == cfg.spoken_qa.mctp_lr_scale == 10.0
+
+
+@pytest.mark.parametrize("replay", [(0.3, 0.4, 0.4, 0.2), (0.5, 0.2, 0.7, 0.1), (0.0, 0.4, 0.4, 0.2)])
+def test_stage4_items_follow_the_replay_share_and_its_own_mix(replay):
+    share, w_asr, w_tts, w_text = replay
+    cfg = get_config("tiny", [f"spoken_qa.replay_share={share}", f"spoken_qa.replay_asr={w_asr}",
+                              f"spoken_qa.replay_tts={w_tts}", f"spoken_qa.replay_text={w_text}"])
+    sizes = {"sqa": 300, "asr": 500, "tts": 200, "text": 100}  # any sizes: the shares decide
+    made = {kind: [f"{kind}{i}" for i in range(n)] for kind, n in sizes.items()}
+    alignment = SimpleNamespace(samples={k: made[k] for k in ("asr", "tts", "text")}, val_samples=[])
+    data = SFTData(cfg, SimpleNamespace(train=made["sqa"]), alignment)
+    kinds = [kind for kind, _ in data.order]
+    expected = {"sqa": 1 - share, "asr": share * w_asr, "tts": share * w_tts, "text": share * w_text}
+    for kind, want in expected.items():
+        assert kinds.count(kind) / len(kinds) == pytest.approx(want, abs=0.002), kind
+    assert all(data.samples[kind][i].startswith(kind) for kind, i in data.order)
 
 
 @pytest.mark.parametrize("grad_to_llm", [True, False])

@@ -184,6 +184,9 @@ class SpokenQAConfig:
     n_test_seen: int = 48  # test questions about facts heard in training, each in an unheard voice
     replay_share: float = 0.3  # share of stage-4 samples replayed from stage 1 (ASR, TTS, text);
     # the paper's 5% let the toy model forget TTS (judge CER 2.8% -> 37.8%, tutorial chapter 3)
+    replay_asr: float = 0.4  # the replay's own mix, as weights (stage 1's shares by default)
+    replay_tts: float = 0.4
+    replay_text: float = 0.2
     mctp_lr_scale: float = 10.0  # the MCTP modules' learning rate, as a multiple of the LLM's
     mctp_grad_to_llm: bool = True  # the modules' losses reach the LLM through its hidden states
 

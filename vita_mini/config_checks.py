@@ -279,6 +279,9 @@ def _mctp_data_problems(cfg, problems: list[str]) -> None:
                   f"> 0 (it is {stage1}); set mctp_data.mix_copy=0 or both above 0")
 
 
+REPLAY_SHARES = ("replay_asr", "replay_tts", "replay_text")
+
+
 def _spoken_qa_problems(cfg, problems: list[str]) -> None:
     """vita_mini/data/spoken_qa.py and train/stage4.py."""
     s = _Section("spoken_qa", cfg.spoken_qa, problems)
@@ -291,6 +294,10 @@ def _spoken_qa_problems(cfg, problems: list[str]) -> None:
                   f"speaks each test question")
     s.integer("n_test_seen", 0)
     s.share("replay_share", open_top=True, why=" (at 1 stage 4 would train on no spoken question)")
+    weights = [s.share(field) for field in REPLAY_SHARES]
+    if all(weights) and sum(getattr(s.obj, field) for field in REPLAY_SHARES) <= 0:
+        problems.append("spoken_qa.replay_asr+replay_tts+replay_text=0: at least one must be above 0 "
+                        "(they are the replay's weights; replay_share=0 turns the replay off)")
     s.number("mctp_lr_scale", 0, " (a multiple of the LLM's learning rate; 0 freezes the modules)")
 
 

@@ -46,13 +46,18 @@ SECTIONS = STAGE1_SECTIONS + ["mctp", "mctp_data", "stage2", "stage3", "spoken_q
 
 
 class SFTData(SampleMix):
-    """Stage 4's training items: spoken QA, with stage-1 samples replayed as ``replay_share``."""
+    """Stage 4's training items: spoken QA, and stage 1's ASR, TTS and text samples replayed as
+    ``replay_share`` of them, mixed among themselves by ``replay_asr``, ``replay_tts`` and
+    ``replay_text`` (weights)."""
 
     def __init__(self, cfg: Config, sqa: SpokenQAData, alignment: AlignmentData):
         self.sqa = sqa
-        replay = [alignment.samples[kind][i] for kind, i in alignment.order]  # stage 1's mix
-        share = cfg.spoken_qa.replay_share
-        super().__init__({"sqa": sqa.train, "replay": replay}, {"sqa": 1 - share, "replay": share}, cfg.seed)
+        q = cfg.spoken_qa
+        weights = {"asr": q.replay_asr, "tts": q.replay_tts, "text": q.replay_text}
+        total = sum(weights.values())
+        shares = {"sqa": 1 - q.replay_share, **{k: q.replay_share * w / total for k, w in weights.items()}}
+        samples = {"sqa": sqa.train, **{k: alignment.samples[k] for k in weights}}
+        super().__init__(samples, shares, cfg.seed)
         self.val_samples = alignment.val_samples  # does the LLM keep stage 1's skills?
 
 
