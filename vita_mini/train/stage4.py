@@ -7,8 +7,9 @@ learning rate. Here:
 
     start   the finished stage-3 LLM and cascade (runs.py ``load_speech_lm(cfg, 3)``)
     data    spoken-QA samples (data/spoken_qa.py) and, as a share ``spoken_qa.replay_share`` (30%) of
-            the samples, stage 1's samples in stage 1's mix (ASR, TTS, text), so the model
-            keeps what it learned there; packed as in stage 1
+            the samples, stage 1's ASR, TTS and text samples, mixed by ``spoken_qa.replay_asr``,
+            ``replay_tts`` and ``replay_text``, so the model keeps what it learned there;
+            packed as in stage 1
     groups  the LLM (embedding, layers, final norm, head) at lr; the modules at
             ``spoken_qa.mctp_lr_scale`` (10) x lr
     loss    LLM cross-entropy on the assistant's tokens + the mean of the modules'
