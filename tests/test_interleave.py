@@ -102,7 +102,7 @@ def test_a_real_run_records_its_interleave(tiny_full_run):
     run, _, _ = tiny_full_run
     for stage in (1, 2, 3, 4):
         saved = load_checkpoint(str(run / "run" / stage_name(stage) / "checkpoint.pt"))["config"]
-        assert saved["alignment_data"]["ratio"] == BOOST
+        assert tuple(saved["alignment_data"]["ratio"]) == BOOST_RATIO
 
 
 def _balance_copy(tiny_full_run, tmp_path) -> str:
