@@ -223,11 +223,12 @@ def run_llm_task(args, cfg) -> int:
     if mctp is not None:  # the mode that matches the model's training interleave, unless told
         interleave = trained_interleave(cfg, stage)
         if args.mode is None:
-            schedule = parse_schedule(own_mode(interleave))
-            print(f"mode {own_mode(interleave)} {describe(schedule)}: this model's own, its training "
-                  f"interleave (--mode picks another)")
-        elif step_note(args.mode, interleave):
-            print(step_note(args.mode, interleave))
+            mode = own_mode(interleave)
+            schedule = parse_schedule(mode)
+            print(f"mode {mode} {describe(schedule)}: this model's own, its training interleave "
+                  f"(--mode picks another)")
+        elif note := step_note(args.mode, interleave):
+            print(note)
     stream_answer(Engine(model, mctp), prompt, schedule, sampling, codec, cfg.synth.assistant_voice, out)
     return 0
 

@@ -56,15 +56,18 @@ def load_json(path: str) -> dict:
         return json.load(f)
 
 
-def load_checkpoint(path: str) -> dict:
+def load_checkpoint(path: str, lazy: bool = False) -> dict:
     """The payload of a vita-mini checkpoint, its config under today's section names; one
-    clear line if the file is missing, empty, corrupt or something else."""
+    clear line if the file is missing, empty, corrupt or something else.
+
+    ``lazy``: map the tensors instead of reading them (torch.load's mmap), for a caller that only
+    reads the small fields (``finished``, ``config``) of a checkpoint of tens of megabytes."""
     if not os.path.exists(path):
         raise VitaError(f"checkpoint '{path}' does not exist")
     if os.path.getsize(path) == 0:
         raise VitaError(f"checkpoint '{path}' is empty (0 bytes)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=lazy)
     except Exception as exc:  # zip errors, unpickling errors, EOF ... all mean the same to a user
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VitaError(f"checkpoint '{path}' is corrupt or not a vita-mini checkpoint ({reason[:120]})") from None

@@ -75,7 +75,7 @@ def stage_state(cfg: Config, stage: int) -> bool | None:
     path = checkpoint_path(cfg, stage)
     if not os.path.exists(path):
         return None
-    return bool(load_checkpoint(path).get("finished"))
+    return bool(load_checkpoint(path, lazy=True).get("finished"))
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -162,7 +162,7 @@ def load_speech_lm(cfg: Config, stage: int, device: torch.device | str = "cpu") 
 def trained_interleave(cfg: Config, stage: int) -> tuple:
     """The interleave [t1, a1, ...] a finished stage 1 to 4 was trained on, as its checkpoint
     records it (checkpoints from before the field existed were all trained on Boost's)."""
-    payload = load_checkpoint(checkpoint_path(cfg, stage))
+    payload = load_checkpoint(checkpoint_path(cfg, stage), lazy=True)  # only its config is read
     saved = payload["config"].get("alignment_data", {}).get("ratio", BOOST_RATIO)
     return tuple(int(x) for x in saved)
 

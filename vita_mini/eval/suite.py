@@ -59,9 +59,10 @@ def run_suite(cfg: Config, device: torch.device, modes=MODE_NAMES, log=print) ->
     sqa = spoken_qa_data(cfg, codec, log, write=False)
     voice = cfg.synth.assistant_voice
     interleave = trained_interleave(cfg, 4)
+    notes = {mode: step_note(mode, interleave) for mode in modes}
     results = {"preset": cfg.preset, "run_dir": cfg.resolved_run_dir(), "modes": list(modes),
                "interleave": list(interleave), "own_mode": own_mode(interleave),
-               "out_of_step": {m: step_note(m, interleave) for m in modes if step_note(m, interleave)},
+               "out_of_step": {mode: note for mode, note in notes.items() if note},
                "n_test_utterances": len(test), "n_seen": len(sqa.test_seen), "n_text_only": len(sqa.test_text)}
     log(f"ASR on {len(test)} test utterances ...")
     results["asr_cer"], _ = asr_cer(llm, test_codes, test_texts)

@@ -29,6 +29,7 @@ import math
 from collections.abc import Iterator, Sequence
 
 from vita_mini.errors import VitaError
+from vita_mini import vocab
 from vita_mini.vocab import BALANCE_RATIO, BOOST_RATIO, check_ratio
 
 INF = math.inf
@@ -105,13 +106,9 @@ def in_step(schedule: tuple, interleave, n_tokens: int = 512) -> bool:
     last pair repeats, like a schedule's."""
     if max(schedule[1::2]) == 0:
         return True
-    ratio, kinds = check_ratio(interleave), []  # kinds[j]: True where the answer holds audio
-    pair = 0
-    while len(kinds) < n_tokens:
-        t, a = ratio[2 * pair], ratio[2 * pair + 1]
-        kinds += [False] * t + [True] * a
-        pair = min(pair + 1, len(ratio) // 2 - 1)
-    return all((writer >= 0) == audio for writer, audio in zip(expand(schedule, n_tokens), kinds))
+    # an answer of stand-ins laid out by vocab.interleave: text 0, codes 1, BOA/EOA (ids > 1)
+    answer = vocab.interleave([0] * n_tokens, [1] * n_tokens, interleave)
+    return all((writer >= 0) == (token != 0) for writer, token in zip(expand(schedule, n_tokens), answer))
 
 
 def own_mode(interleave) -> str:
