@@ -11,6 +11,8 @@ from vita_mini.config import get_config
 from vita_mini.errors import VitaError
 from vita_mini.checkpoint import load_checkpoint
 from vita_mini.runs import load_speech_lm
+from vita_mini.train.mctp_stages import report_modes
+from vita_mini.vocab import BALANCE_RATIO, BOOST_RATIO
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,12 @@ def test_stage3_builds_every_earlier_stage_and_reports(stage3_run):
     assert [r["offset"] for r in m3["accuracy"]] == list(range(1, 12))  # the LLM and 10 modules
     assert set(m3["tts"]) == {"vanilla", "boost", "turbo"}
     assert set(m3["tts"]["boost"]) == {"judge_cer", "copy_cer", "self_cer"}
+
+
+def test_stage3_reports_the_models_own_mode_first():
+    assert report_modes(BOOST_RATIO) == ("boost", "turbo")
+    assert report_modes(BALANCE_RATIO) == ("balance", "boost", "turbo")
+    assert report_modes((2, 7)) == ("2,7", "boost", "turbo")  # any interleave runs as its own schedule
 
 
 def test_stages_2_and_3_leave_the_llm_alone(stage3_run):

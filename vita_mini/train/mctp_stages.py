@@ -33,12 +33,19 @@ from vita_mini.data.alignment import AlignmentData
 from vita_mini.data.samples import pack
 from vita_mini.eval.mctp_accuracy import format_accuracy, module_accuracy
 from vita_mini.eval.tasks import tts_judge_cer
+from vita_mini.infer.schedule import own_mode
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
 from vita_mini.model.teacher_forced import mctp_losses
 from vita_mini.runs import SpeechLM, load_speech_lm, require_same_interleave, stage_dir, stage_name
 from vita_mini.train.loop import decay_groups
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
+
+
+def report_modes(interleave) -> tuple[str, ...]:
+    """The modes stage 3's TTS report runs besides Vanilla: the model's own mode first (the one in
+    step with its training interleave), then Boost and Turbo."""
+    return tuple(dict.fromkeys((own_mode(interleave), "boost", "turbo")))
 
 
 def start_cascade(cfg: Config, stage: int, device: torch.device) -> tuple[LLM, MCTP]:
@@ -101,14 +108,15 @@ class MCTPTask:
                 f"({n_params / len(mctp) / llm.num_parameters() * 100:.0f}% of the LLM each); LLM frozen")
 
     def report(self, device: torch.device, folder: str) -> dict:
-        """Per-module accuracy; after stage 3 also TTS judge CER in Vanilla, Boost and Turbo."""
+        """Per-module accuracy; after stage 3 also TTS judge CER in Vanilla, the model's own mode
+        (the one in step with its training interleave: Boost or Balance), Boost and Turbo."""
         llm, mctp = self.model.llm, self.model.mctp
         metrics = {"accuracy": module_accuracy(llm, mctp, self.val_batch(device))}
         if self.stage == 3:
             # Vanilla uses the LLM alone, frozen since stage 1: its numbers are stage 1's, not re-run
             stage1 = load_json(os.path.join(stage_dir(self.cfg, 1), "metrics.json"))
             metrics["tts"] = {"vanilla": {k: stage1[f"tts_{k}"] for k in ("judge_cer", "copy_cer", "self_cer")}}
-            for mode in ("boost", "turbo"):
+            for mode in report_modes(self.cfg.alignment_data.ratio):
                 tts = tts_judge_cer(llm, self.codec, self.judge, self.data.test_texts,
                                     self.cfg.synth.assistant_voice, mctp=mctp, schedule=mode)
                 metrics["tts"][mode] = {k: tts[k] for k in ("judge_cer", "copy_cer", "self_cer")}
