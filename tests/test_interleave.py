@@ -140,3 +140,26 @@ def test_generate_runs_the_models_own_mode_unless_told(tiny_full_run, tmp_path, 
         assert "no audio tokens" in str(err)
     printed = capsys.readouterr().out
     assert "mode [inf, 0])" in printed and "this model's own" not in printed
+
+
+def test_the_suite_lays_answers_out_as_the_model_was_trained(tiny_full_run, tmp_path, monkeypatch):
+    """The teacher-forced table reads the seen-fact answers: a Balance model's must be interleaved
+    the Balance way even when the command line's config (the preset's) names Boost."""
+    from vita_mini.eval import suite
+
+    run, _, _ = tiny_full_run
+    asked = []
+
+    class Enough(Exception):
+        pass
+
+    def spy(cfg, *args, **kwargs):
+        asked.append(tuple(cfg.alignment_data.ratio))
+        raise Enough  # what comes after is the suite's own test's business
+
+    monkeypatch.setattr(suite, "spoken_qa_data", spy)
+    cfg = get_config("tiny", [f"cache_dir={run / 'cache'}"])
+    cfg.run_dir = _balance_copy(tiny_full_run, tmp_path)
+    with pytest.raises(Enough):
+        suite.run_suite(cfg, torch.device("cpu"), modes=("vanilla",))
+    assert asked == [BALANCE_RATIO] and tuple(cfg.alignment_data.ratio) == BOOST_RATIO  # the caller's is untouched
