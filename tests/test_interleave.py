@@ -13,6 +13,7 @@ from vita_mini.checkpoint import load_checkpoint, save_checkpoint
 from vita_mini.config import get_config
 from vita_mini.data.samples import tts_sample
 from vita_mini.errors import VitaError
+from vita_mini.eval import suite
 from vita_mini.infer.schedule import MODES, in_step, own_mode, step_note
 from vita_mini.runs import (build_model, checkpoint_path, require_same_interleave, stage_name,
                             trained_interleave)
@@ -145,8 +146,6 @@ def test_generate_runs_the_models_own_mode_unless_told(tiny_full_run, tmp_path, 
 def test_the_suite_lays_answers_out_as_the_model_was_trained(tiny_full_run, tmp_path, monkeypatch):
     """The teacher-forced table reads the seen-fact answers: a Balance model's must be interleaved
     the Balance way even when the command line's config (the preset's) names Boost."""
-    from vita_mini.eval import suite
-
     run, _, _ = tiny_full_run
     asked = []
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 
-from vita_mini.errors import VitaError
 from vita_mini import vocab
+from vita_mini.errors import VitaError
 from vita_mini.vocab import BALANCE_RATIO, BOOST_RATIO, check_ratio
 
 INF = math.inf
