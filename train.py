@@ -37,6 +37,17 @@ from vita_mini.runs import STAGE_TITLES, STAGES, checkpoint_path, pick_device, s
 from vita_mini.train.run_stage import run_stage
 
 
+def stage_list(text: str) -> list[int]:
+    """"2,3,4" -> [2, 3, 4] (argparse type of --later-stages)."""
+    try:
+        stages = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        stages = None
+    if stages is None or any(stage not in STAGES for stage in stages):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected stage numbers 0-4 separated by commas")
+    return stages
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True, choices=[*map(str, STAGES), "all"],
@@ -54,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "balance, or t1,a1,t2,a2,... (the same as alignment_data.ratio=...)")
     parser.add_argument("--stop-after", type=int, default=None, metavar="N",
                         help="stop after N steps as if interrupted (resume later with --resume)")
+    parser.add_argument("--later-stages", default=[], type=stage_list, metavar="N,N,...",
+                        help="stages that will train after this one (set by --stage all, for the "
+                             "time it projects for them)")
     parser.add_argument("overrides", nargs="*", metavar="section.field=value",
                         help="override any config field, e.g. codec.codebook_size=256")
     return parser.parse_intermixed_args(argv)
@@ -88,7 +102,8 @@ def main(argv=None) -> int:
         raise VitaError(f"'{checkpoint}' already exists: pass --resume to continue it or --restart "
                         f"to train from scratch")
     ensure_earlier_stages(cfg, args, stage)
-    done = run_stage(cfg, stage, device, resume=args.resume, stop_after=args.stop_after)
+    done = run_stage(cfg, stage, device, resume=args.resume, stop_after=args.stop_after,
+                     later_stages=args.later_stages)
     return 0 if done is not None else 1
 
 
@@ -109,7 +124,8 @@ def run_all(cfg, args) -> int:
         else:
             how = "--resume" if state is False and not args.restart else "--restart"
         print(f"== stage {stage} ({STAGE_TITLES[stage]}) ==", flush=True)
-        code = run_in_fresh_process(stage, args, how, args.stop_after)
+        later = [s for s in STAGES[stage + 1:] if args.restart or args.eval or not stage_state(cfg, s)]
+        code = run_in_fresh_process(stage, args, how, args.stop_after, later=later)
         if code == 1:
             print(f"stage {stage} stopped before it finished; run the same command again (without "
                   f"--restart) to continue from there")
@@ -118,10 +134,13 @@ def run_all(cfg, args) -> int:
     return 0
 
 
-def run_in_fresh_process(stage: int, args, how: str, stop_after: int | None = None) -> int:
+def run_in_fresh_process(stage: int, args, how: str, stop_after: int | None = None, later=()) -> int:
     """``python train.py --stage <stage> <how>`` with this run's preset, device, seed, run folder
-    and overrides, in a new Python process; its exit code (0 finished, 1 stopped early, 2 error)."""
+    and overrides, in a new Python process; its exit code (0 finished, 1 stopped early, 2 error).
+    ``later``: the stages that will follow it (its time estimate projects theirs too)."""
     command = [sys.executable, os.path.abspath(__file__), "--stage", str(stage), "--preset", args.preset, how]
+    if later:
+        command += ["--later-stages", ",".join(map(str, later))]
     for flag, value in (("--device", args.device), ("--seed", args.seed), ("--run-dir", args.run_dir),
                         ("--stop-after", stop_after)):
         if value is not None:
@@ -142,7 +161,8 @@ def ensure_earlier_stages(cfg, args, stage: int) -> None:
             continue
         print(f"stage {earlier} ({STAGE_TITLES[earlier]}) is {'unfinished' if state is False else 'missing'} "
               f"in {cfg.resolved_run_dir()}: training it first", flush=True)
-        code = run_in_fresh_process(earlier, args, "--resume" if state is False else "--restart")
+        code = run_in_fresh_process(earlier, args, "--resume" if state is False else "--restart",
+                                    later=STAGES[earlier + 1:stage + 1])
         if code != 0:
             raise VitaError(f"stage {earlier} did not finish (exit code {code}); fix what it said "
                             f"above, then run the same command again to continue")

@@ -49,12 +49,25 @@ def tiny_full_run(tmp_path_factory):
     return run, common, {"first_return": first.returncode, "second_output": second.stdout}
 
 
-@pytest.fixture
-def tiny_run_without_stage4(tiny_full_run, tmp_path):
-    """A copy of the tiny run's stages 0 to 3 (no stage 4): its run folder."""
+@pytest.fixture(scope="session")
+def copy_tiny_run(tiny_full_run):
+    """copy(folder, stages): ``folder/run`` with copies of the tiny run's finished ``stages`` and
+    ``folder/cache`` with its corpus, so that a test trains only the stages it is about (the
+    tiny pipeline is trained once per session, by ``tiny_full_run``). Returns ``folder/run``."""
     import shutil
 
     run, _, _ = tiny_full_run
-    for stage in range(4):
-        shutil.copytree(run / "run" / f"stage{stage}", tmp_path / "upto3" / f"stage{stage}")
-    return str(tmp_path / "upto3")
+
+    def copy(folder, stages):
+        shutil.copytree(run / "cache", folder / "cache", dirs_exist_ok=True)
+        for stage in stages:
+            shutil.copytree(run / "run" / f"stage{stage}", folder / "run" / f"stage{stage}")
+        return folder / "run"
+
+    return copy
+
+
+@pytest.fixture
+def tiny_run_without_stage4(copy_tiny_run, tmp_path):
+    """A copy of the tiny run's stages 0 to 3 (no stage 4): its run folder."""
+    return str(copy_tiny_run(tmp_path / "upto3", range(4)))

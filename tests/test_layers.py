@@ -10,7 +10,8 @@ room below it, never from one above; and no chain of imports may lead back to wh
     4  infer             vita_mini.infer                     schedules, the engine, the benchmark
     5  eval              vita_mini.eval                      metrics, task evaluations, the suite
     6  train             vita_mini.train                     the loop, the stage skeleton, the stages
-    7  command lines     train.py, generate.py, vita_mini.cli, python -m vita_mini.eval
+    7  command lines     train.py, generate.py, vita_mini.cli, python -m vita_mini.eval,
+                         python -m vita_mini.train.step_profile
 
 Imports inside functions count too: they run one way or they do not.
 """
@@ -30,7 +31,8 @@ ROOMS = [
     ("infer", ["vita_mini.infer"]),
     ("eval", ["vita_mini.eval"]),
     ("train", ["vita_mini.train"]),
-    ("command lines", ["vita_mini.cli", "vita_mini.eval.__main__", "train", "generate"]),
+    ("command lines", ["vita_mini.cli", "vita_mini.eval.__main__", "vita_mini.train.step_profile",
+                       "train", "generate"]),
 ]
 
 

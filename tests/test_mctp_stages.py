@@ -16,16 +16,18 @@ from vita_mini.vocab import BALANCE_RATIO, BOOST_RATIO
 
 
 @pytest.fixture(scope="module")
-def stage3_run(tmp_path_factory):
-    """`train.py --stage 3` on a fresh folder: builds stages 0, 1 and 2 first."""
+def stage3_run(tmp_path_factory, copy_tiny_run):
+    """`train.py --stage 3` on a folder that has stages 0 and 1 (copied from the session's tiny
+    run): builds the missing stage 2 first, in its own process, then trains stage 3."""
     run = tmp_path_factory.mktemp("stage3")
+    copy_tiny_run(run, (0, 1))
     common = ["--preset", "tiny", "--device", "cpu", "--run-dir", str(run / "run"),
               f"cache_dir={run / 'cache'}"]
     assert train.main(["--stage", "3", *common]) == 0
     return run, common
 
 
-def test_stage3_builds_every_earlier_stage_and_reports(stage3_run):
+def test_stage3_builds_the_missing_earlier_stage_and_reports(stage3_run):
     run, _ = stage3_run
     for stage in ("stage0", "stage1", "stage2", "stage3"):
         assert load_checkpoint(str(run / "run" / stage / "checkpoint.pt"))["finished"]

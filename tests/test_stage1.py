@@ -36,16 +36,18 @@ def test_head_cross_entropy_equals_the_plain_masked_loss():
 
 
 @pytest.fixture(scope="module")
-def stage1_run(tmp_path_factory):
-    """`train.py --stage 1` on a fresh run folder: builds corpus and stage 0 first, then stage 1."""
+def stage1_run(tmp_path_factory, copy_tiny_run):
+    """`train.py --stage 1` on a run folder with the session's tiny stage 0 (building a missing
+    stage first is tested with stage 3, tests/test_mctp_stages.py)."""
     run = tmp_path_factory.mktemp("stage1")
+    copy_tiny_run(run, (0,))
     args = ["--stage", "1", "--preset", "tiny", "--device", "cpu", "--run-dir", str(run / "run"),
             f"cache_dir={run / 'cache'}"]
     assert train.main(args) == 0
     return run, args
 
 
-def test_stage1_builds_stage0_first_and_reports(stage1_run, capsys):
+def test_stage1_trains_and_reports(stage1_run, capsys):
     run, _ = stage1_run
     for stage in ("stage0", "stage1"):
         assert load_checkpoint(str(run / "run" / stage / "checkpoint.pt"))["finished"]

@@ -3,6 +3,7 @@ checkpoint and report, and `train.py --stage all` resuming where it stopped."""
 
 import json
 import os
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -114,6 +115,14 @@ def test_stage_all_resumes_where_it_stopped(tiny_full_run):
         stamps[stage] = os.path.getmtime(path)
     assert train.main(["--stage", "all", *common]) == 0  # everything finished: nothing to do
     assert {s: os.path.getmtime(run / "run" / f"stage{s}" / "checkpoint.pt") for s in range(5)} == stamps
+
+
+def test_stage_all_says_how_long_each_stage_will_take(tiny_full_run):
+    """After its first steps a stage says its rate and time left, and names the stages still to
+    come (tiny has no reference times, so they are not projected: train/eta.py)."""
+    output = tiny_full_run[2]["second_output"]
+    assert re.search(r"stage 0: [0-9.]+ steps/s on this machine: about [0-9]+ s for the [0-9]+ steps "
+                     r"left; stages 1-4 after it: not projected", output), output[-2000:]
 
 
 def test_stage_all_says_it_skips_finished_stages(tiny_full_run, capsys):

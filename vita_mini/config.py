@@ -1,8 +1,9 @@
 """Configuration: plain dataclasses and the presets built from them.
 
 Presets (``get_config(name)``):
-    tiny   the tests: every stage in seconds on a CPU
-    toy    the tutorials' default: every stage in minutes on a laptop CPU
+    tiny   the tests: every stage in seconds on a CPU (it learns next to nothing)
+    quick  a lecture: every stage and the evaluation suite in about 15 minutes on a 2-core CPU
+    toy    the tutorials' default: every stage in about an hour on a 2-core CPU
     small  one consumer GPU
 
 Every field can be overridden from the command line with ``section.field=value``
@@ -255,6 +256,25 @@ def _tiny() -> Config:
     return cfg
 
 
+def _quick() -> Config:
+    """Every stage, and the evaluation suite, within one lecture on a 2-core CPU: a smaller world
+    (12 people, shorter sentences), a smaller codec and LLM, and fewer steps than ``toy``."""
+    cfg = Config(preset="quick")
+    cfg.world = WorldConfig(n_people=12, n_general_sentences=900, max_chars=32, n_val=32, n_test=32)
+    cfg.synth = SynthConfig(n_speakers=4)
+    cfg.codec = CodecConfig(channels=128, n_blocks=2, code_dim=32, codebook_size=64, n_voices=4)
+    cfg.judge = JudgeConfig(channels=96, n_blocks=3)
+    cfg.stage0 = TrainConfig(steps=240, batch_size=24, lr=3e-3, eval_every=120, checkpoint_every=60,
+                             precision="fp32")
+    cfg.llm = LLMConfig(d_model=128, n_layers=4, n_heads=4, n_kv_heads=4, d_ff=384, max_seq_len=320)
+    cfg.stage1 = TrainConfig(steps=900, batch_size=16, lr=3e-3, eval_every=450, checkpoint_every=150)
+    cfg.stage2 = TrainConfig(steps=800, batch_size=4, lr=1e-3, eval_every=400, checkpoint_every=200)
+    cfg.stage3 = TrainConfig(steps=400, batch_size=4, lr=3e-3, eval_every=200, checkpoint_every=100)
+    cfg.spoken_qa = SpokenQAConfig(n_test_seen=24)
+    cfg.stage4 = TrainConfig(steps=400, batch_size=8, lr=5e-4, eval_every=200, checkpoint_every=100)
+    return cfg
+
+
 def _toy() -> Config:
     return Config(preset="toy")
 
@@ -278,7 +298,7 @@ def _small() -> Config:
     return cfg
 
 
-PRESETS = {"tiny": _tiny, "toy": _toy, "small": _small}
+PRESETS = {"tiny": _tiny, "quick": _quick, "toy": _toy, "small": _small}
 
 
 # sections renamed for what they hold: old name -> new name (older config.json files use the old)

@@ -42,13 +42,18 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and bool(is_amx and is_amx())
 
 
-def autocast(device: torch.device, precision: str = "auto"):
-    """bf16 autocast (``precision`` "bf16", or "auto" where native_bf16), else a no-op (fp32)."""
+def precision_kind(device: torch.device, precision: str = "auto") -> str:
+    """"bf16" or "fp32": what a stage with ``precision`` ("auto", "bf16", "fp32") trains in."""
     if precision not in ("auto", "bf16", "fp32"):
         raise VitaError(f"precision={precision!r}: choose auto, bf16 or fp32")
-    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
-        if device.type in ("cuda", "cpu"):
-            return torch.autocast(device.type, dtype=torch.bfloat16)
+    bf16 = precision == "bf16" or (precision == "auto" and native_bf16(device))
+    return "bf16" if bf16 and device.type in ("cuda", "cpu") else "fp32"
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast (``precision`` "bf16", or "auto" where native_bf16), else a no-op (fp32)."""
+    if precision_kind(device, precision) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -176,11 +181,12 @@ def train_step(task: StageTask, model, optimizer, sampler: BatchSampler, tcfg: T
 
 def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,
           device: torch.device, resume: bool = False, stop_after: int | None = None,
-          log: Callable[[str], None] = print) -> TrainResult:
+          log: Callable[[str], None] = print, clock=None) -> TrainResult:
     """Train ``task`` for ``tcfg.steps`` steps, checkpointing to ``checkpoint_path``.
 
     ``stop_after``: stop after this many steps of *this* run, as if interrupted (a checkpoint is
-    written; continue later with ``resume=True``)."""
+    written; continue later with ``resume=True``). ``clock``: a train/eta.py ``StageClock``,
+    told of every step; what it says once (the time left) is printed."""
     model = task.model.to(device)
     optimizer = make_optimizer(task, tcfg)
     sampler = BatchSampler(task.n_train, tcfg.batch_size, cfg.seed)
@@ -208,6 +214,8 @@ def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,
             out, lr, grad_norm = train_step(task, model, optimizer, sampler, tcfg, step, device)
             step += 1
             bar.update(1)
+            if clock is not None and (message := clock.tick(step, tcfg.steps)):
+                bar.write(message)
             if step % tcfg.log_every == 0 or step == tcfg.steps:
                 history.append({"step": step, "lr": lr, "grad_norm": float(grad_norm),
                                 **{k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0}})

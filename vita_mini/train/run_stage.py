@@ -28,7 +28,8 @@ import torch
 from vita_mini.checkpoint import save_json
 from vita_mini.config import Config
 from vita_mini.runs import checkpoint_path, stage_dir
-from vita_mini.train.loop import StageTask, train
+from vita_mini.train.eta import StageClock
+from vita_mini.train.loop import StageTask, precision_kind, train
 from vita_mini.train.mctp_stages import MCTPTask
 from vita_mini.train.stage0 import Stage0Task
 from vita_mini.train.stage1 import Stage1Task
@@ -56,16 +57,19 @@ def build_task(cfg: Config, stage: int, device: torch.device, log=print) -> Repo
 
 
 def run_stage(cfg: Config, stage: int, device: torch.device, resume: bool = False,
-              stop_after: int | None = None, log=print) -> dict | None:
+              stop_after: int | None = None, log=print, later_stages=()) -> dict | None:
     """Train ``stage`` into its folder of the run; its metrics, or None if it stopped early
-    (``stop_after`` steps, or Ctrl-C: continue with ``resume=True``)."""
+    (``stop_after`` steps, or Ctrl-C: continue with ``resume=True``). After the first steps it
+    says how long the stage will take here, and ``later_stages`` (train/eta.py) after it."""
     t0 = time.perf_counter()
     folder = stage_dir(cfg, stage)
     task = build_task(cfg, stage, device, log)
     log(task.summary())
     save_json(os.path.join(folder, "config.json"), cfg.to_dict())
-    result = train(task, cfg, getattr(cfg, task.name), checkpoint_path(cfg, stage), device,
-                   resume=resume, stop_after=stop_after, log=log)
+    tcfg = getattr(cfg, task.name)
+    clock = StageClock(cfg, stage, precision_kind(device, tcfg.precision), later_stages)
+    result = train(task, cfg, tcfg, checkpoint_path(cfg, stage), device,
+                   resume=resume, stop_after=stop_after, log=log, clock=clock)
     if not result.finished:
         return None
     metrics = {"step": result.step, **(result.evals[-1] if result.evals else {})}
