@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from vita_mini.config import LLMConfig
 from vita_mini.model.llm import (LLM, Attention, DecoderLayer, KVCache, RotaryEmbedding,
-                                 apply_rotary, attend_stacked_groups, causal_mask,
-                                 expand_kv_heads, hf_qwen2_key)
+                                 apply_rotary, attend_documents, attend_stacked_groups, causal_mask,
+                                 expand_kv_heads, hf_qwen2_key, packed_documents)
 
 V = 50
 ATOL = 1e-5  # fp32: cached/packed/reference paths agree to float rounding (logits are O(1))
@@ -231,8 +231,8 @@ def test_cache_api():
                   doc_ids=torch.zeros(1, 2, dtype=torch.long))
         attn, x = model.layers[0].self_attn, torch.zeros(1, 2, 32)
         cos, sin = model.rotary_emb(torch.arange(2))
-        with pytest.raises(ValueError, match="mask"):  # the cached path builds its own mask
-            attn(x, cos, sin, cache=model.new_cache(1)[0], mask=torch.ones(1, 1, 2, 2, dtype=bool))
+        with pytest.raises(ValueError, match="packed documents"):  # the cached path builds its own mask
+            attn(x, cos, sin, cache=model.new_cache(1)[0], documents=[[2]])
 
 
 def test_config_validation():
@@ -271,6 +271,35 @@ def test_rope_is_a_relative_rotation():
         torch.testing.assert_close(d, dots[0], atol=1e-4, rtol=0)
     other = (rot(q, 9) * rot(k, 2)).sum()  # offset 7 differs
     assert not torch.allclose(other, dots[0], atol=1e-3)
+
+
+def test_attention_per_document_equals_one_masked_call():
+    """attend_documents (one call per packed document) against the block-diagonal causal mask
+    it replaced, built here with plain loops, values and gradients."""
+    torch.manual_seed(0)
+    documents = [[5, 9, 2], [16]]  # two rows of 16 positions: three documents, then one
+    q, k, v = (torch.randn(2, 3, 16, 4, requires_grad=True) for _ in range(3))
+    mask = torch.zeros(2, 1, 16, 16, dtype=torch.bool)
+    for r, lengths in enumerate(documents):
+        start = 0
+        for n in lengths:
+            for t in range(start, start + n):
+                mask[r, 0, t, start:t + 1] = True  # t sees its own document up to itself
+            start += n
+    fast = attend_documents(q, k, v, documents)
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(fast, reference, atol=1e-6, rtol=0)
+    grads = torch.autograd.grad(fast.square().sum(), (q, k, v))
+    reference_grads = torch.autograd.grad(reference.square().sum(), (q, k, v))
+    for g, h in zip(grads, reference_grads):
+        torch.testing.assert_close(g, h, atol=1e-5, rtol=0)
+
+
+def test_packed_documents_positions_and_lengths():
+    doc_ids = torch.tensor([[0, 0, 0, 1, 1, 0, 0, 2], [4] * 8])  # id 0 again: a new document
+    positions, lengths = packed_documents(doc_ids)
+    assert positions.tolist() == [[0, 1, 2, 0, 1, 0, 1, 0], list(range(8))]
+    assert lengths == [[3, 2, 2, 1], [8]]
 
 
 def test_packed_docs_equal_separate_runs():

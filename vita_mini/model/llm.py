@@ -167,7 +167,7 @@ class Attention(nn.Module):
     Two paths, chosen by whether a KVCache is given:
 
     * ``attend_rows`` (no cache: training, and any full forward, one token included): whole
-      rows, causal, or with the packed-documents mask [B, 1, T, T].
+      rows, causal, or causal inside each packed document (``attend_documents``).
     * ``attend_cached`` (decoding): the T new positions are appended to the cache and attend to
       everything in it, with the offset causal mask when T > 1.
     """
@@ -181,14 +181,15 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=True)
         self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=False)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, mask=None):
+    def forward(self, x, cos, sin, cache: KVCache | None = None, documents=None):
         """x [B, T, C] -> [B, T, C]; cos/sin [T, D] or [B, T, D] for the T new positions.
 
-        mask (rows only): None = causal, or bool [B, 1, T, T], True = may attend."""
+        documents (rows only): None = causal over the row, or per row the lengths of its packed
+        documents (``packed_documents``)."""
         if cache is None:
-            return self.attend_rows(x, cos, sin, mask)
-        if mask is not None:
-            raise ValueError("a mask is for whole rows; with a cache the causal mask is built here")
+            return self.attend_rows(x, cos, sin, documents)
+        if documents is not None:
+            raise ValueError("packed documents are for whole rows, not for cached decoding")
         return self.attend_cached(x, cos, sin, cache)
 
     def project(self, x, cos, sin):
@@ -205,15 +206,15 @@ class Attention(nn.Module):
         B, H, T, D = y.shape
         return self.o_proj(y.transpose(1, 2).reshape(B, T, H * D))
 
-    def attend_rows(self, x, cos, sin, mask=None):
-        """Training: whole rows, no cache. mask None = causal; or the packed-documents mask
-        [B, 1, T, T] (block-diagonal causal, from packed_positions_and_mask)."""
+    def attend_rows(self, x, cos, sin, documents=None):
+        """Training: whole rows, no cache. documents None = causal over the row; else each
+        row's document lengths, and each document attends only to itself."""
         q, k, v = self.project(x, cos, sin)
         n_rep = self.n_heads // self.n_kv_heads
         k, v = expand_kv_heads(k, n_rep), expand_kv_heads(v, n_rep)  # [B, H, T, D]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           is_causal=mask is None)  # [B, H, T, D]
-        return self.merge_heads(y)
+        if documents is None:
+            return self.merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        return self.merge_heads(attend_documents(q, k, v, documents))
 
     def attend_cached(self, x, cos, sin, cache: KVCache):
         """Decoding: append the T new positions to ``cache`` and attend to all S cached keys.
@@ -251,32 +252,47 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.rms_eps)
         self.mlp = MLP(cfg.d_model, cfg.d_ff)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, mask=None):
+    def forward(self, x, cos, sin, cache: KVCache | None = None, documents=None):
         """x [B, T, C] -> [B, T, C].
 
         cos/sin: [T, D] or [B, T, D] for the new positions (from RotaryEmbedding).
         cache: this layer's KVCache; it is extended by the T new positions, which see every
         cached key and each other up to themselves (Attention.attend_cached).
-        mask (no cache only): None = causal, or the packed-documents mask [B, 1, T, T],
-        True = may attend (Attention.attend_rows).
+        documents (no cache only): None = causal over each row, or per row the lengths of its
+        packed documents, each attending only to itself (Attention.attend_rows).
         """
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, mask)
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, documents)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-def packed_positions_and_mask(doc_ids: torch.Tensor):
-    """doc_ids [B, T] -> RoPE positions [B, T] restarting at 0 per document, and a bool
-    block-diagonal causal mask [B, 1, T, T]. A document is a maximal run of equal ids."""
+def packed_documents(doc_ids: torch.Tensor) -> tuple[torch.Tensor, list[list[int]]]:
+    """doc_ids [B, T] -> RoPE positions [B, T] restarting at 0 per document, and per row the
+    lengths of its documents, in order. A document is a maximal run of equal ids (padding is
+    one too), so a repeated id further on starts a new document."""
     B, T = doc_ids.shape
     idx = torch.arange(T, device=doc_ids.device).expand(B, T)
     new_doc = torch.ones_like(doc_ids, dtype=torch.bool)
     new_doc[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
     doc_start = torch.where(new_doc, idx, 0).cummax(dim=1).values  # [B, T]
-    positions = idx - doc_start
-    segment = new_doc.cumsum(dim=1)  # [B, T]: run number, so repeated ids stay apart
-    same_doc = segment.unsqueeze(2) == segment.unsqueeze(1)  # [B, T, T]
-    mask = same_doc & torch.ones(T, T, dtype=torch.bool, device=doc_ids.device).tril()
-    return positions, mask.unsqueeze(1)
+    lengths = [torch.unique_consecutive(row, return_counts=True)[1].tolist() for row in doc_ids.cpu()]
+    return idx - doc_start, lengths
+
+
+def attend_documents(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     documents: list[list[int]]) -> torch.Tensor:
+    """Causal attention inside each packed document: q, k, v [B, H, T, D] -> [B, H, T, D].
+
+    One attention call per document (``documents``: per row, its document lengths), so no score
+    between two documents is ever computed. The equivalent single call with a block-diagonal
+    mask [B, 1, T, T] computes all T x T scores of a row and throws most away: with samples of
+    about 100-250 tokens packed into rows of 512, that was a third of stage 1's step on a CPU
+    (tutorials/01_llm_and_alignment.md)."""
+    rows = []
+    for r, lengths in enumerate(documents):
+        parts = zip(q[r].split(lengths, dim=1), k[r].split(lengths, dim=1), v[r].split(lengths, dim=1))
+        rows.append(torch.cat([F.scaled_dot_product_attention(qd, kd, vd, is_causal=True)
+                               for qd, kd, vd in parts], dim=1))  # [H, T, D]
+    return torch.stack(rows)
 
 
 class LLM(nn.Module):
@@ -324,11 +340,11 @@ class LLM(nn.Module):
     def forward_embeds(self, x, cache: list[KVCache] | None = None, doc_ids=None):
         """x [B, T, C] (embeddings) -> hidden [B, T, C] after the final norm."""
         B, T, _ = x.shape
-        mask = None  # causal (rows), or the offset causal mask Attention builds (cache)
+        documents = None  # causal rows, or the offset causal mask Attention builds (cache)
         if doc_ids is not None:
             if cache is not None:
                 raise ValueError("doc_ids (packed training rows) cannot be used with a cache")
-            positions, mask = packed_positions_and_mask(doc_ids)  # [B, T], [B, 1, T, T]
+            positions, documents = packed_documents(doc_ids)  # [B, T], per row its lengths
         else:
             start = 0 if cache is None else cache[0].length
             positions = torch.arange(start, start + T, device=x.device)  # [T]
@@ -336,7 +352,7 @@ class LLM(nn.Module):
         if cache is not None and len(cache) != len(self.layers):
             raise ValueError(f"cache has {len(cache)} layers, the model {len(self.layers)}")
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, None if cache is None else cache[i], mask)
+            x = layer(x, cos, sin, None if cache is None else cache[i], documents)
         return self.norm(x)
 
     def forward(self, tokens, cache: list[KVCache] | None = None, doc_ids=None,

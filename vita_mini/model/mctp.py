@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vita_mini.config import LLMConfig
-from vita_mini.model.llm import LLM, DecoderLayer, KVCache, RMSNorm, packed_positions_and_mask
+from vita_mini.model.llm import LLM, DecoderLayer, KVCache, RMSNorm, packed_documents
 
 
 class MCTPModule(nn.Module):
@@ -46,15 +46,15 @@ class MCTPModule(nn.Module):
         self.layer = DecoderLayer(cfg)
 
     def forward(self, llm: LLM, embeds: torch.Tensor, prev_hidden: torch.Tensor, cos, sin,
-                cache: KVCache | None = None, mask=None) -> torch.Tensor:
+                cache: KVCache | None = None, documents=None) -> torch.Tensor:
         """embeds [B, T, C] of x_q and prev_hidden [B, T, C] = h^{k-1}_{q-1} -> h^k [B, T, C]
         (after the LLM's shared final norm; ``llm.lm_head`` of it gives the logits).
 
         As DecoderLayer: with ``cache`` the T positions are appended to the module's own cache
-        (the causal mask is built inside); without, ``mask`` is the packed training mask or None
-        (causal)."""
+        (the causal mask is built inside); without, ``documents`` are the packed rows' document
+        lengths (llm.py ``packed_documents``) or None (causal rows)."""
         z = self.proj(torch.cat([self.embed_norm(embeds), self.hidden_norm(prev_hidden)], dim=-1))
-        return llm.norm(self.layer(z, cos, sin, cache, mask))
+        return llm.norm(self.layer(z, cos, sin, cache, documents))
 
 
 class MCTP(nn.Module):
@@ -100,11 +100,11 @@ class MCTP(nn.Module):
         position 0). With doc_ids, attention stays inside each document and RoPE restarts."""
         B, T = tokens.shape
         if doc_ids is None:
-            positions, mask = torch.arange(T, device=tokens.device), None
+            positions, documents = torch.arange(T, device=tokens.device), None
             starts = torch.zeros(B, T, dtype=torch.bool, device=tokens.device)
             starts[:, 0] = True
         else:
-            positions, mask = packed_positions_and_mask(doc_ids)  # [B, T], [B, 1, T, T]
+            positions, documents = packed_documents(doc_ids)  # [B, T], per row its lengths
             starts = positions == 0
         embeds = llm.embed(tokens)
         cos, sin = llm.rotary_emb(positions, embeds.dtype)
@@ -112,7 +112,7 @@ class MCTP(nn.Module):
         outputs, prev = [], llm_hidden
         for module in self.mods:
             shifted = F.pad(prev[:, :-1], (0, 0, 1, 0)) * keep  # [B, T, C]: h_{q-1}, 0 at starts
-            prev = module(llm, embeds, shifted, cos, sin, mask=mask)
+            prev = module(llm, embeds, shifted, cos, sin, documents=documents)
             outputs.append(prev)
         return outputs
 
@@ -127,4 +127,4 @@ def doc_positions(tokens: torch.Tensor, doc_ids: torch.Tensor | None) -> torch.T
     """Position of every token inside its document, [B, T] (restarting at 0 per document)."""
     if doc_ids is None:
         return torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
-    return packed_positions_and_mask(doc_ids)[0]
+    return packed_documents(doc_ids)[0]

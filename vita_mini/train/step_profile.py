@@ -11,7 +11,8 @@ one table per stage: milliseconds per step in
     data        building the batch (packing samples into rows, padding mel spectrograms)
     matmul      the linear layers (aten::mm, addmm, bmm, matmul, linear)
     attention   scaled-dot-product attention
-    mask        building its block-diagonal mask from the rows' document ids
+    layout      where each packed sample lies in its row: RoPE positions, document lengths
+                (an earlier version built a block-diagonal attention mask here)
     conv        the codec's and the judge's 1-D convolutions (stage 0)
     loss        cross-entropy and CTC
     optimizer   AdamW's update and gradient clipping
@@ -39,10 +40,10 @@ from vita_mini.runs import STAGES, pick_device
 from vita_mini.train.loop import BatchSampler, make_optimizer, precision_kind, train_step
 from vita_mini.train.run_stage import build_task
 
-MASK_FUNCTION = llm.packed_positions_and_mask
-MASK_USERS = (llm, mctp)  # the modules that call it by name
+LAYOUT_FUNCTION = llm.packed_documents
+LAYOUT_USERS = (llm, mctp)  # the modules that call it by name
 
-CATEGORIES = ("data", "matmul", "attention", "mask", "conv", "loss", "optimizer", "other")
+CATEGORIES = ("data", "matmul", "attention", "layout", "conv", "loss", "optimizer", "other")
 
 # operator name fragments -> category; the first that matches wins (names are lower-cased)
 OPERATOR_CATEGORIES = (
@@ -53,7 +54,7 @@ OPERATOR_CATEGORIES = (
     ("loss", ("cross_entropy", "nll_loss", "log_softmax", "ctc")),
 )
 # Python functions whose whole time (every operator inside) counts as one category
-LABELLED = {"vita_mini.data": "data", "vita_mini.mask": "mask"}
+LABELLED = {"vita_mini.data": "data", "vita_mini.layout": "layout"}
 
 
 def category(name: str) -> str:
@@ -73,11 +74,11 @@ def labelled(function, label: str):
 
 
 def label_ranges(task) -> None:
-    """Name the batch builder and the packed-documents mask in the profile (``LABELLED``)."""
+    """Name the batch builder and the packed rows' layout in the profile (``LABELLED``)."""
     owner = task.data if hasattr(task, "data") and hasattr(task.data, "batch") else task
     owner.batch = labelled(owner.batch, "vita_mini.data")
-    for module in MASK_USERS:
-        module.packed_positions_and_mask = labelled(MASK_FUNCTION, "vita_mini.mask")
+    for module in LAYOUT_USERS:
+        module.packed_documents = labelled(LAYOUT_FUNCTION, "vita_mini.layout")
 
 
 def step_categories(events) -> dict[str, float]:
@@ -109,8 +110,8 @@ def profile_stage(cfg, stage: int, device: torch.device, steps: int, warmup: int
                 train_step(task, model, optimizer, sampler, tcfg, step, device)
             wall = time.perf_counter() - t0
     finally:
-        for module in MASK_USERS:
-            module.packed_positions_and_mask = MASK_FUNCTION
+        for module in LAYOUT_USERS:
+            module.packed_documents = LAYOUT_FUNCTION
     totals = step_categories(prof.events())
     row = {label: totals.get(label, 0.0) / steps for label in CATEGORIES}
     row["wall"] = wall * 1e3 / steps
