@@ -22,6 +22,9 @@ import time
 #   bf16  2-core x86_64 CPU with AMX, stages 1-4 in bf16 (README: the 27 min 42 s run; its stage
 #         0, in fp32, from the stage's 272 s less 65 s of corpus synthesis and a report taken
 #         to be 10 s: that run did not time stage 0's steps and report apart)
+# Both were measured before attention ran once per packed document (model/llm.py), which made a
+# stage-1 step about 15% faster and a stage-4 step about 19% (chapter 1): until the next whole
+# run is measured, projections of stages 1-4 run that much high.
 REFERENCE: dict[str, dict[str, dict[int, tuple[float, float]]]] = {
     "toy": {
         "fp32": {0: (1.56 / 32, 21), 1: (1 / 1.28 / 16, 77), 2: (1 / 5.93 / 4, 4),
