@@ -2,7 +2,8 @@
 
 Presets (``get_config(name)``):
     tiny   the tests: every stage in seconds on a CPU (it learns next to nothing)
-    quick  a lecture: every stage and the evaluation suite in about 15 minutes on a 2-core CPU
+    quick  a lecture (work in progress): aims at every stage and the evaluation suite within 15
+           minutes on a 2-core CPU without AMX; its first draft took 21 (README, issue 16)
     toy    the tutorials' default: every stage in about an hour on a 2-core CPU
     small  one consumer GPU
 
@@ -258,7 +259,11 @@ def _tiny() -> Config:
 
 def _quick() -> Config:
     """Every stage, and the evaluation suite, within one lecture on a 2-core CPU: a smaller world
-    (12 people, shorter sentences), a smaller codec and LLM, and fewer steps than ``toy``."""
+    (12 people, shorter sentences), a smaller codec and LLM, and fewer steps than ``toy``.
+
+    A first draft, not yet there: measured once on a 2-core AMD EPYC without AMX, stages 0-4 took
+    19 min 24 s and the suite 116 s, and its stage 0 is too weak for the judge to hear the
+    model's speech (README, issue 16)."""
     cfg = Config(preset="quick")
     cfg.world = WorldConfig(n_people=12, n_general_sentences=900, max_chars=32, n_val=32, n_test=32)
     cfg.synth = SynthConfig(n_speakers=4)
