@@ -3,7 +3,7 @@
 Presets (``get_config(name)``):
     tiny   the tests: every stage in seconds on a CPU (it learns next to nothing)
     quick  a lecture (work in progress): aims at every stage and the evaluation suite within 15
-           minutes on a 2-core CPU without AMX; its first draft took 21 (README, issue 16)
+           minutes on a 2-core CPU without AMX; today it takes about 26 (README, issue 16)
     toy    the tutorials' default: every stage in about an hour on a 2-core CPU
     small  one consumer GPU
 
@@ -261,15 +261,16 @@ def _quick() -> Config:
     """Every stage, and the evaluation suite, within one lecture on a 2-core CPU: a smaller world
     (12 people, shorter sentences), a smaller codec and LLM, and fewer steps than ``toy``.
 
-    A first draft, not yet there: measured once on a 2-core AMD EPYC without AMX, stages 0-4 took
-    19 min 24 s and the suite 116 s, and its stage 0 is too weak for the judge to hear the
-    model's speech (README, issue 16)."""
+    A draft, not yet there (README, issue 16): on a 2-core AMD EPYC without AMX, stages 0-4 took
+    22 min 24 s (corpus already synthesized) and the suite 124 s, against the 15 minutes aimed at.
+    With 240 stage-0 steps and a 96 x 3 judge they took 19 min 24 s, but the judge heard 8% of
+    the model's recorded answers right; with these, all of them."""
     cfg = Config(preset="quick")
     cfg.world = WorldConfig(n_people=12, n_general_sentences=900, max_chars=32, n_val=32, n_test=32)
     cfg.synth = SynthConfig(n_speakers=4)
     cfg.codec = CodecConfig(channels=128, n_blocks=2, code_dim=32, codebook_size=64, n_voices=4)
-    cfg.judge = JudgeConfig(channels=96, n_blocks=3)
-    cfg.stage0 = TrainConfig(steps=240, batch_size=24, lr=3e-3, eval_every=120, checkpoint_every=60,
+    cfg.judge = JudgeConfig()  # toy's judge: a smaller one (96 x 3) could not hear the speech
+    cfg.stage0 = TrainConfig(steps=400, batch_size=24, lr=3e-3, eval_every=120, checkpoint_every=60,
                              precision="fp32")
     cfg.llm = LLMConfig(d_model=128, n_layers=4, n_heads=4, n_kv_heads=4, d_ff=384, max_seq_len=320)
     cfg.stage1 = TrainConfig(steps=900, batch_size=16, lr=3e-3, eval_every=450, checkpoint_every=150)
