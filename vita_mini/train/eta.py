@@ -39,10 +39,15 @@ def format_minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+def reference(cfg, kind: str) -> dict[int, tuple[float, float]] | None:
+    """The reference times of ``cfg``'s preset for ``kind`` ("fp32" or "bf16"), or None."""
+    return REFERENCE.get(cfg.preset, {}).get(kind)
+
+
 def projected_seconds(cfg, stages, kind: str, speed: float) -> float | None:
     """Time of ``stages`` (training and report) on a machine ``speed`` times as slow as the
     reference of ``kind``; None if the preset has no reference."""
-    table = REFERENCE.get(cfg.preset, {}).get(kind)
+    table = reference(cfg, kind)
     if table is None:
         return None
     total = 0.0
@@ -78,18 +83,16 @@ class StageClock:
         left = seconds_per_step * (total_steps - step)
         message = (f"stage {self.stage}: {1 / seconds_per_step:.2f} steps/s on this machine: about "
                    f"{format_minutes(left)} for the {total_steps - step} steps left")
-        if self.later:
-            which = (f"stage {self.later[0]}" if len(self.later) == 1
-                     else f"stages {self.later[0]}-{self.later[-1]}")
-            tcfg = getattr(self.cfg, f"stage{self.stage}")
-            table = REFERENCE.get(self.cfg.preset, {}).get(self.kind)
-            after = None
-            if table is not None:
-                speed = seconds_per_step / (table[self.stage][0] * tcfg.batch_size)
-                after = projected_seconds(self.cfg, self.later, self.kind, speed)
-            if after is None:
-                message += f"; {which} after it: not projected (no reference times for preset {self.cfg.preset})"
-            else:
-                message += (f"; then {which}, projected: about "
-                            f"{format_minutes(after)} (all of it: about {format_minutes(left + after)})")
-        return message
+        return message + self.later_message(seconds_per_step, left) if self.later else message
+
+    def later_message(self, seconds_per_step: float, left: float) -> str:
+        """What the stages after this one will take, projected from this stage's speed here."""
+        which = (f"stage {self.later[0]}" if len(self.later) == 1
+                 else f"stages {self.later[0]}-{self.later[-1]}")
+        table = reference(self.cfg, self.kind)
+        if table is None:
+            return f"; {which} after it: not projected (no reference times for preset {self.cfg.preset})"
+        speed = seconds_per_step / (table[self.stage][0] * getattr(self.cfg, f"stage{self.stage}").batch_size)
+        after = projected_seconds(self.cfg, self.later, self.kind, speed)
+        return (f"; then {which}, projected: about "
+                f"{format_minutes(after)} (all of it: about {format_minutes(left + after)})")
