@@ -36,6 +36,37 @@ def test_batch_sampler_covers_every_item_each_epoch_and_restores():
     assert [again.next() for _ in range(5)] == expected
 
 
+def test_length_buckets_cover_every_item_and_batch_similar_lengths():
+    lengths = [int(x) for x in torch.randint(50, 500, (200,), generator=torch.Generator().manual_seed(0))]
+    plain, bucketed = BatchSampler(200, 8, seed=3), BatchSampler(200, 8, seed=3, lengths=lengths, pool_batches=5)
+
+    def padding(sampler):  # share of a padded batch that is padding, over one epoch
+        batches = [sampler.next() for _ in range(25)]
+        assert sorted(i for b in batches for i in b) == list(range(200))  # each item once
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b)
+                   for b in batches) / sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+    assert padding(bucketed) < padding(plain) / 3
+    state = bucketed.state_dict()
+    expected = [bucketed.next() for _ in range(30)]  # across the next epoch boundary
+    again = BatchSampler(200, 8, seed=3, lengths=lengths, pool_batches=5)
+    again.load_state_dict(state)
+    assert [again.next() for _ in range(30)] == expected
+    with pytest.raises(ValueError, match="3 values for 200 items"):
+        BatchSampler(200, 8, seed=3, lengths=[1, 2, 3])
+
+
+def test_length_buckets_keep_batches_whole_with_a_partial_last_batch():
+    lengths = list(range(30))  # 30 items, batches of 4: 7 full batches and one of 2 per epoch
+    sampler = BatchSampler(30, 4, seed=0, lengths=lengths, pool_batches=2)
+    order = sampler._order()
+    assert sorted(order) == list(range(30))
+    batches = [order[k:k + 4] for k in range(0, 28, 4)] + [order[28:]]
+    assert all(b == sorted(b) for b in batches)  # each a run of one pool sorted by length
+    assert [len(b) for b in batches] == [4] * 7 + [2]  # the short pool's leftover, last
+    assert len({tuple(b) for b in batches}) == 8
+
+
 def test_pick_device():
     assert pick_device("cpu").type == "cpu"
     assert pick_device("auto").type in ("cpu", "cuda", "mps")

@@ -58,17 +58,45 @@ def autocast(device: torch.device, precision: str = "auto"):
 
 
 class BatchSampler:
-    """Indices 0..n-1 in a fresh seeded permutation every epoch, ``batch_size`` at a time."""
+    """Indices 0..n-1 in a fresh seeded permutation every epoch, ``batch_size`` at a time.
 
-    def __init__(self, n: int, batch_size: int, seed: int):
+    ``lengths`` (optional, one per item): batch items of similar length together, so that a
+    stage whose items are padded to the longest in the batch (stage 0's utterances) computes
+    less padding. The epoch's permutation is cut into pools of ``pool_batches`` batches; each
+    pool is sorted by length and cut into batches, and the full batches are shuffled (the
+    epoch's one partial batch, if any, comes last). Random batches of 32 toy utterances are 28%
+    padding; length buckets leave about 2%."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, lengths=None, pool_batches: int = 16):
         if n == 0:
             raise VitaError("the training set is empty")
+        if lengths is not None and len(lengths) != n:
+            raise ValueError(f"lengths: {len(lengths)} values for {n} items")
         self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.lengths, self.pool_batches = lengths, pool_batches
         self.epoch, self.position = 0, 0
+        self._cached = (None, [])  # (epoch, its order): the order is computed once per epoch
 
     def _order(self) -> list[int]:
+        if self._cached[0] == self.epoch:
+            return self._cached[1]
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(self.n, generator=g).tolist()
+        order = torch.randperm(self.n, generator=g).tolist()
+        if self.lengths is not None:
+            order = self._bucketed(order, g)
+        self._cached = (self.epoch, order)
+        return order
+
+    def _bucketed(self, order: list[int], g: torch.Generator) -> list[int]:
+        pool, size = self.batch_size * self.pool_batches, self.batch_size
+        batches = []
+        for start in range(0, self.n, pool):
+            by_length = sorted(order[start:start + pool], key=lambda i: self.lengths[i])
+            batches += [by_length[j:j + size] for j in range(0, len(by_length), size)]
+        partial = [b for b in batches if len(b) < size]  # at most one: only the last pool is short
+        full = [b for b in batches if len(b) == size]
+        shuffled = [full[k] for k in torch.randperm(len(full), generator=g).tolist()]
+        return [i for batch in shuffled + partial for i in batch]
 
     def next(self) -> list[int]:
         batch = []
@@ -88,6 +116,12 @@ class BatchSampler:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
 
+def make_sampler(task, tcfg: TrainConfig, seed: int) -> BatchSampler:
+    """The stage's sampler: length buckets if ``tcfg.length_buckets`` and the task has lengths."""
+    lengths = getattr(task, "lengths", None) if tcfg.length_buckets else None
+    return BatchSampler(task.n_train, tcfg.batch_size, seed, lengths=lengths)
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup over warmup_share of the steps, then cosine down to min_lr_share * lr."""
     warmup = max(1, round(cfg.warmup_share * cfg.steps))
@@ -103,6 +137,7 @@ class StageTask(Protocol):
     name: str  # "stage0", "stage1", ... (runs.py stage_name): the checkpoint's tag
     model: torch.nn.Module  # everything whose state the checkpoint keeps
     n_train: int  # number of training items the sampler draws from
+    # optional: ``lengths``, one per training item, for TrainConfig.length_buckets (stage 0)
     config_sections: list[str]  # config sections a checkpoint of this stage must agree on
 
     def param_groups(self) -> list[dict]: ...  # [{"params": [...], "lr_scale": 1.0, "weight_decay": ...}]
@@ -189,7 +224,7 @@ def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,
     told of every step; what it says once (the time left) is printed."""
     model = task.model.to(device)
     optimizer = make_optimizer(task, tcfg)
-    sampler = BatchSampler(task.n_train, tcfg.batch_size, cfg.seed)
+    sampler = make_sampler(task, tcfg, cfg.seed)
     step, history, evals = 0, [], []
     torch.manual_seed(cfg.seed)
     if resume:

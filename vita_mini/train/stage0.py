@@ -63,6 +63,7 @@ class Stage0Task:
         self.train_ids = corpus.indices("train")
         self.val_ids = corpus.indices("val")
         self.n_train = len(self.train_ids)
+        self.lengths = [self.mels[u].shape[-1] for u in self.train_ids]  # frames, for length buckets
 
     def param_groups(self) -> list[dict]:
         return decay_groups(self.model)

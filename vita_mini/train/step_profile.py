@@ -37,7 +37,7 @@ from vita_mini.cli import run_main
 from vita_mini.config import PRESETS, get_config
 from vita_mini.model import llm, mctp
 from vita_mini.runs import STAGES, pick_device
-from vita_mini.train.loop import BatchSampler, make_optimizer, precision_kind, train_step
+from vita_mini.train.loop import make_optimizer, make_sampler, precision_kind, train_step
 from vita_mini.train.run_stage import build_task
 
 LAYOUT_FUNCTION = llm.packed_documents
@@ -99,7 +99,7 @@ def profile_stage(cfg, stage: int, device: torch.device, steps: int, warmup: int
     tcfg = getattr(cfg, task.name)
     model = task.model.to(device)
     optimizer = make_optimizer(task, tcfg)
-    sampler = BatchSampler(task.n_train, tcfg.batch_size, cfg.seed)
+    sampler = make_sampler(task, tcfg, cfg.seed)
     for step in range(warmup):
         train_step(task, model, optimizer, sampler, tcfg, step, device)
     label_ranges(task)
