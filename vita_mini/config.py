@@ -267,18 +267,18 @@ def _quick() -> Config:
     With 240 stage-0 steps and a 96 x 3 judge they took 19 min 24 s, but the judge heard 8% of
     the model's recorded answers right; with these, all of them."""
     cfg = Config(preset="quick")
-    cfg.world = WorldConfig(n_people=12, n_general_sentences=900, max_chars=32, n_val=32, n_test=32)
+    cfg.world = WorldConfig(n_people=12, n_general_sentences=900, max_chars=32, n_val=32, n_test=24)
     cfg.synth = SynthConfig(n_speakers=4)
     cfg.codec = CodecConfig(channels=128, n_blocks=2, code_dim=32, codebook_size=64, n_voices=4)
     cfg.judge = JudgeConfig()  # toy's judge: a smaller one (96 x 3) could not hear the speech
-    cfg.stage0 = TrainConfig(steps=360, batch_size=20, lr=3e-3, eval_every=180, checkpoint_every=90,
+    cfg.stage0 = TrainConfig(steps=400, batch_size=24, lr=3e-3, eval_every=200, checkpoint_every=100,
                              precision="fp32", length_buckets=True)
     cfg.llm = LLMConfig(d_model=128, n_layers=4, n_heads=4, n_kv_heads=4, d_ff=384, max_seq_len=320)
-    cfg.stage1 = TrainConfig(steps=560, batch_size=16, lr=3e-3, eval_every=280, checkpoint_every=140)
+    cfg.stage1 = TrainConfig(steps=800, batch_size=16, lr=3e-3, eval_every=400, checkpoint_every=200)
     cfg.stage2 = TrainConfig(steps=400, batch_size=4, lr=1e-3, eval_every=200, checkpoint_every=200)
-    cfg.stage3 = TrainConfig(steps=200, batch_size=4, lr=3e-3, eval_every=100, checkpoint_every=100)
+    cfg.stage3 = TrainConfig(steps=240, batch_size=4, lr=3e-3, eval_every=120, checkpoint_every=120)
     cfg.spoken_qa = SpokenQAConfig(n_test_seen=24)
-    cfg.stage4 = TrainConfig(steps=320, batch_size=4, lr=5e-4, eval_every=160, checkpoint_every=80)
+    cfg.stage4 = TrainConfig(steps=360, batch_size=4, lr=5e-4, eval_every=180, checkpoint_every=90)
     return cfg
 
 
