@@ -210,22 +210,22 @@ class Config:
     codec: CodecConfig = field(default_factory=CodecConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     # stage 0 of toy (and tiny) stays in fp32: its measured numbers (README) are fp32's
-    stage0: TrainConfig = field(default_factory=lambda: TrainConfig(precision="fp32", length_buckets=True))
+    stage0: TrainConfig = field(default_factory=lambda: TrainConfig(precision="fp32"))
     llm: LLMConfig = field(default_factory=LLMConfig)
     alignment_data: AlignmentDataConfig = field(default_factory=AlignmentDataConfig)
     stage1: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1600, batch_size=16, lr=3e-3, eval_every=800, checkpoint_every=200))
+        steps=1800, batch_size=16, lr=3e-3, eval_every=600, checkpoint_every=200))
     mctp: MCTPConfig = field(default_factory=MCTPConfig)
     mctp_data: MCTPDataConfig = field(default_factory=MCTPDataConfig)
     # stages 2-4 take small batches (4 samples = about one packed row): on the same samples, more
     # steps taught the modules far more (tutorials/02_mctp_and_modes.md, tutorials/03_speech_qa.md)
     stage2: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1600, batch_size=4, lr=1e-3, eval_every=800, checkpoint_every=400))
+        steps=2400, batch_size=4, lr=1e-3, eval_every=1200, checkpoint_every=400))
     stage3: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=700, batch_size=4, lr=3e-3, eval_every=350, checkpoint_every=175))
+        steps=900, batch_size=4, lr=3e-3, eval_every=450, checkpoint_every=150))
     spoken_qa: SpokenQAConfig = field(default_factory=SpokenQAConfig)
     stage4: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=800, batch_size=4, lr=5e-4, eval_every=400, checkpoint_every=100))
+        steps=800, batch_size=8, lr=5e-4, eval_every=400, checkpoint_every=100))
 
     def resolved_run_dir(self) -> str:
         return self.run_dir or f"runs/{self.preset}"
