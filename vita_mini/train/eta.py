@@ -17,20 +17,27 @@ import time
 
 # {preset: {kind: {stage: (seconds per training *sample*, i.e. a step's time / its batch size,
 #  seconds of the stage's report)}}}, measured with ``python train.py --stage all``:
-#   fp32  2-core AMD EPYC without AMX (AVX2), alone, two threads (README: seed 3's run; stage 0:
-#         1.56 s a step in ``python -m vita_mini.train.step_profile``)
-#   bf16  2-core x86_64 CPU with AMX, stages 1-4 in bf16 (README: the 27 min 42 s run; its stage
-#         0, in fp32, from the stage's 272 s less 65 s of corpus synthesis and a report taken
-#         to be 10 s: that run did not time stage 0's steps and report apart)
-# Both were measured before attention ran once per packed document (model/llm.py), which made a
-# stage-1 step about 15% faster and a stage-4 step about 19% (chapter 1): until the next whole
-# run is measured, projections of stages 1-4 run that much high.
+#   toy fp32  2-core AMD EPYC without AMX (AVX2), alone, two threads. Stages 1-3: a fresh clone's
+#             run at 39b7a16 (attention once per packed document; stages 1-3 at toy's shapes
+#             and batch sizes, fewer steps). Stages 0 and 4: seed 3's run in README (stage 0
+#             without length buckets, 698.7 s for 360 steps; stage 4 with batches of 8, the
+#             default, before attention ran per document, which made its step about 19% faster
+#             in an A/B, chapter 1: projections of stage 4 run that much high).
+#   toy bf16  2-core x86_64 CPU with AMX, stages 1-4 in bf16 (README: the 27 min 42 s run; its
+#             stage 0, in fp32, from the stage's 272 s less 65 s of corpus synthesis and a
+#             report taken to be 10 s). Before attention ran per document: stages 1-4 project
+#             about 15-19% high.
+#   quick fp32  the AMD EPYC, a fresh clone's ``--stage all --preset quick`` at 39b7a16.
 REFERENCE: dict[str, dict[str, dict[int, tuple[float, float]]]] = {
     "toy": {
-        "fp32": {0: (1.56 / 32, 21), 1: (1 / 1.28 / 16, 77), 2: (1 / 5.93 / 4, 4),
-                 3: (1 / 1.26 / 4, 82), 4: (1 / 0.56 / 8, 56)},
+        "fp32": {0: (698.7 / 360 / 32, 21), 1: (1038.4 / 1600 / 16, 101), 2: (240.9 / 1600 / 4, 8),
+                 3: (518.7 / 700 / 4, 87), 4: (1 / 0.56 / 8, 56)},
         "bf16": {0: (0.55 / 32, 10), 1: (484 / 1800 / 16, 33), 2: (1 / 20.5 / 4, 4),
                  3: (243 / 900 / 4, 28), 4: (441 / 800 / 8, 29)},
+    },
+    "quick": {
+        "fp32": {0: (309.3 / 400 / 24, 17), 1: (247.3 / 800 / 16, 31), 2: (32.5 / 400 / 4, 5),
+                 3: (93.7 / 240 / 4, 25), 4: (192.5 / 360 / 4, 37)},
     },
 }
 
