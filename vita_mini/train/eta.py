@@ -18,7 +18,7 @@ import time
 # {preset: {kind: {stage: (seconds per training *sample*, i.e. a step's time / its batch size,
 #  seconds of the stage's report)}}}, measured with ``python train.py --stage all``:
 #   toy fp32  2-core AMD EPYC without AMX (AVX2), alone, two threads. Stages 1-3: a fresh clone's
-#             run at 39b7a16 (attention once per packed document; stages 1-3 at toy's shapes
+#             run at bb6f9c6 (attention once per packed document; stages 1-3 at toy's shapes
 #             and batch sizes, fewer steps). Stages 0 and 4: seed 3's run in README (stage 0
 #             without length buckets, 698.7 s for 360 steps; stage 4 with batches of 8, the
 #             default, before attention ran per document, which made its step about 19% faster
