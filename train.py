@@ -28,9 +28,8 @@ import os
 import subprocess
 import sys
 
-import torch
 
-from vita_mini.cli import run_main
+from vita_mini.cli import run_main, use_config_threads
 from vita_mini.config import PRESETS, get_config
 from vita_mini.errors import VitaError
 from vita_mini.runs import STAGE_TITLES, STAGES, checkpoint_path, pick_device, stage_state
@@ -84,8 +83,7 @@ def main(argv=None) -> int:
         cfg.run_dir = args.run_dir
     if args.device is not None:
         cfg.device = args.device
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+    use_config_threads(cfg)
     device = pick_device(cfg.device)
     print(f"vita-mini: stage {args.stage}, preset {cfg.preset}, device {device}, run {cfg.resolved_run_dir()}")
     print(cfg.to_json())

@@ -20,6 +20,14 @@ def run_main(main: Callable[[], int]) -> None:
     sys.exit(code)
 
 
+def use_config_threads(cfg) -> None:
+    """torch's CPU threads as ``cfg.num_threads`` says (0: leave torch's default)."""
+    if cfg.num_threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.num_threads)
+
+
 def split_modes(args) -> None:
     """``--modes`` takes every word after it, so in ``--modes vanilla stage1.steps=5`` the
     override would be read as a mode. A mode or schedule never holds '=': move such words to

@@ -33,7 +33,7 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from vita_mini.cli import run_main
+from vita_mini.cli import run_main, use_config_threads
 from vita_mini.config import PRESETS, get_config
 from vita_mini.model import llm, mctp
 from vita_mini.runs import STAGES, pick_device
@@ -150,8 +150,7 @@ def main(argv=None) -> int:
     cfg = get_config(args.preset, args.overrides)
     if args.run_dir:
         cfg.run_dir = args.run_dir
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+    use_config_threads(cfg)
     for stage in STAGES[1:]:
         getattr(cfg, f"stage{stage}").precision = args.precision
     device = pick_device(cfg.device)
