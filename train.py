@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 
-
 from vita_mini.cli import run_main, use_config_threads
 from vita_mini.config import PRESETS, get_config
 from vita_mini.errors import VitaError
