@@ -59,6 +59,28 @@ class SynthConfig:
 
 
 @dataclass
+class CorpusConfig:
+    """Which speech stage 0 and stage 1 learn from (data/real_corpora.py; chapter "Scaling up").
+
+    ``toy`` is the synthesized world of ``world`` and ``synth``. The others read a published
+    corpus in its own layout under ``root`` (nothing is downloaded unless ``download`` is true):
+    ``librispeech`` and ``libritts`` (``subsets``: their folder names, comma-separated, such as
+    train-clean-100), ``ljspeech`` (one voice), and ``folder`` (your recordings: WAV files and a
+    ``metadata.csv`` of ``file|transcript`` lines). Transcripts are lowercased and kept to
+    ``alphabet``, the characters the CTC heads spell (data/transcripts.py says what is mapped)."""
+
+    kind: str = "toy"
+    root: str = ""
+    subsets: str = ""  # librispeech/libritts folder names, comma-separated; "" = the usual ones
+    download: bool = False
+    alphabet: str = " abcdefghijklmnopqrstuvwxyz"  # CTC labels (blank aside), in label order
+    n_val: int = 64  # utterances held out (by a stable hash of their id) for validation
+    n_test: int = 64  # and for the test reports
+    max_seconds: float = 20.0  # longer recordings are skipped (and counted)
+    max_failed_share: float = 0.5  # stop with one line if more of the files cannot be read
+
+
+@dataclass
 class AudioConfig:
     """Waveform and log-mel front end shared by the codec and the judge."""
 
@@ -81,6 +103,11 @@ class CodecConfig:
     codebook_size: int = 128  # small: fewer codes per sound, tokens closer to 'semantic'
     n_voices: int = 6  # decoder voice embeddings (>= synth.n_speakers)
     lifter: int = 20  # encoder reads log-mel smoothed to this many cepstral coefficients; 0 = off
+    # what the decoder is told about the voice: "id" (a learned embedding per built-in voice,
+    # the toy world) or "reference" (an embedding computed from a short recording of the
+    # speaker, audio/speaker.py: any voice, including ones never heard in training)
+    voice: str = "id"
+    reference_seconds: float = 3.0  # the reference recording used for a voice, at most this long
     ema_decay: float = 0.99
     commitment: float = 0.25
     dead_code_threshold: float = 0.5  # EMA count below which a code is restarted
@@ -117,6 +144,7 @@ class TrainConfig:
     log_every: int = 10
     precision: str = "auto"  # bf16 autocast where native (CUDA, CPUs with AMX), else fp32; or bf16, fp32
     length_buckets: bool = False  # batch items of similar length (less padding; stage 0 only)
+    grad_accum: int = 1  # micro-batches per optimizer step (each batch_size // grad_accum items)
 
 
 @dataclass
@@ -204,6 +232,7 @@ class Config:
     cache_dir: str = "cache"  # synthesized corpora, shared by runs
     device: str = "auto"  # auto = cuda > mps > cpu
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
     world: WorldConfig = field(default_factory=WorldConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)

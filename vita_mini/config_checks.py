@@ -21,6 +21,8 @@ from vita_mini.errors import VitaError
 
 PRECISIONS = ("auto", "bf16", "fp32")  # train/loop.py autocast
 SYNTH_BACKENDS = ("numpy", "espeak")  # data/corpus.py check_synth
+CORPUS_KINDS = ("toy", "librispeech", "libritts", "ljspeech", "folder")  # data/real_corpora.py
+CODEC_VOICES = ("id", "reference")  # audio/codec.py: a voice id, or a reference recording
 TRAIN_COUNTS = ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every")
 MIX_SHARES = ("mix_asr", "mix_tts", "mix_text", "mix_copy")
 TRAIN_SECTION = re.compile(r"stage\d+")  # the sections of training settings, one per stage
@@ -121,6 +123,21 @@ def _world_problems(cfg, problems: list[str]) -> None:
                   f"{w.n_val + w.n_test} (the val and test sentences are drawn from them)")
 
 
+def _corpus_problems(cfg, problems: list[str]) -> None:
+    """vita_mini/data/real_corpora.py and data/transcripts.py."""
+    s = _Section("corpus", cfg.corpus, problems)
+    kind = s.choice("kind", CORPUS_KINDS)
+    if kind and cfg.corpus.kind != "toy" and not (isinstance(cfg.corpus.root, str) and cfg.corpus.root):
+        s.problem("root", f"corpus.kind={cfg.corpus.kind} reads a corpus from a folder: give its path")
+    alphabet = cfg.corpus.alphabet
+    if not (isinstance(alphabet, str) and alphabet and len(set(alphabet)) == len(alphabet)):
+        s.problem("alphabet", "expected the CTC heads' characters, each once (e.g. ' abc...z')")
+    s.integer("n_val", 1, " (the validation split must not be empty)")
+    s.integer("n_test", 1, " (the test split must not be empty)")
+    s.number("max_seconds", 0, " (the longest recording kept)", above=True)
+    s.share("max_failed_share", why=" (a share of the corpus's files)")
+
+
 def _synth_problems(cfg, problems: list[str]) -> None:
     """vita_mini/data/synth.py ``synthesize`` and data/corpus.py ``check_synth``."""
     s = _Section("synth", cfg.synth, problems)
@@ -161,6 +178,8 @@ def _codec_problems(cfg, problems: list[str]) -> None:
     if voices and _is_int(speakers) and cfg.codec.n_voices < speakers:
         s.problem("n_voices", f"synth.n_speakers={speakers} needs codec.n_voices >= {speakers} "
                   f"(one decoder voice per speaker)")
+    s.choice("voice", CODEC_VOICES)
+    s.number("reference_seconds", 0, " (seconds of a reference recording)", above=True)
     s.share("ema_decay", open_top=True, why=" (at 1 the codebook never moves)")
     for field in ("commitment", "ctc_weight", "mel_weight"):
         s.number(field, 0, " (a loss weight)")
@@ -190,6 +209,10 @@ def _train_problems(name: str, tcfg, problems: list[str]) -> None:
     s.share("min_lr_share", why=" (a share of lr)")
     s.number("grad_clip", 0, " (the largest gradient norm)", above=True)
     s.choice("precision", PRECISIONS)
+    accum = s.integer("grad_accum", 1)
+    if accum and _is_int(tcfg.batch_size) and tcfg.batch_size % tcfg.grad_accum:
+        s.problem("grad_accum", f"must divide {name}.batch_size={tcfg.batch_size} (the batch is "
+                  f"split into equal micro-batches) {_try(_divisors(tcfg.batch_size))}")
 
 
 def _llm_heads_problems(s: _Section) -> None:
@@ -301,7 +324,7 @@ def _spoken_qa_problems(cfg, problems: list[str]) -> None:
     s.number("mctp_lr_scale", 0, " (a multiple of the LLM's learning rate; 0 freezes the modules)")
 
 
-_SECTION_CHECKS = {"world": _world_problems, "synth": _synth_problems, "audio": _audio_problems,
+_SECTION_CHECKS = {"corpus": _corpus_problems, "world": _world_problems, "synth": _synth_problems, "audio": _audio_problems,
                    "codec": _codec_problems, "judge": _judge_problems, "llm": _llm_problems,
                    "alignment_data": _alignment_data_problems, "mctp": _mctp_problems,
                    "mctp_data": _mctp_data_problems, "spoken_qa": _spoken_qa_problems}
