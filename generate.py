@@ -11,6 +11,7 @@
     python generate.py --task chat --audio question.wav --out answer.wav  # spoken QA (stage 4), in
                                                                           # the model's own mode
     python generate.py --task chat --text "what pet does hans have" --mode boost
+    python generate.py --task tts --text "bob has a cat" --out bob.wav --voice-wav me.wav codec.voice=reference
     python generate.py --benchmark                 # speed of the four modes, random weights
     python generate.py --benchmark --tokens 256 --json speed.json
     python generate.py --benchmark --dtype bfloat16   # as the paper measures (fast on CPUs with AMX)
@@ -25,6 +26,13 @@ the time to the first audio chunk and tokens/s. Decoding is greedy unless --temp
 A model with MCTP modules (stage 3 or 4) runs, unless --mode says otherwise, the mode that matches
 the interleave it was trained on (boost, or balance for a model trained with
 alignment_data.ratio=balance); a --mode out of step with it is run, with a note saying so.
+
+The tasks that speak (``resynth``, ``tts``, ``chat``) decode in a voice. A run whose codec was
+trained with ``codec.voice=id`` (the default) knows only the built-in voice ids: ``--speaker``
+for resynth, the assistant's voice for tts and chat. A run trained with
+``codec.voice=reference`` (pass the override, as every override the run was trained with) speaks
+in the voice of a recording, ``--voice-wav FILE`` (its first ``codec.reference_seconds``; at least
+0.5 s of sound); resynth without it keeps the input's own voice.
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ import time
 
 import torch
 
-from vita_mini.audio.wav import WavWriter, load_audio, write_wav
+from vita_mini.audio.speaker import MIN_REFERENCE_SECONDS
+from vita_mini.audio.wav import SILENCE_PEAK, WavWriter, load_audio, write_wav
 from vita_mini.cli import run_main, split_modes
 from vita_mini.config import PRESETS, get_config
 from vita_mini.data.synth import SPEAKERS, synthesize
@@ -53,6 +62,7 @@ from vita_mini.vocab import (CHARSET, SPOKEN_ANSWER_INSTRUCTION, TTS_INSTRUCTION
 
 TASKS = ["speak", "tokenize", "resynth", "judge", "asr", "tts", "text", "chat"]
 LLM_TASKS = ["asr", "tts", "text", "chat"]
+SPEAKING_TASKS = ["resynth", "tts", "chat"]  # their output goes through the codec's decoder
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -83,7 +93,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--text", help="text to speak, read or answer (tasks speak, tts, text, chat)")
     parser.add_argument("--audio", help="input WAV file (tasks tokenize, resynth, judge, asr, chat)")
     parser.add_argument("--out", help="output WAV file (tasks speak, resynth, tts; optional for chat)")
-    parser.add_argument("--speaker", type=int, default=0, help=f"voice 0..{len(SPEAKERS) - 1} (tasks speak and resynth)")
+    parser.add_argument("--speaker", type=int, default=None,
+                        help=f"voice 0..{len(SPEAKERS) - 1} (tasks speak and resynth; default 0)")
+    parser.add_argument("--voice-wav", help="speak in the voice of this recording (tasks resynth, tts, "
+                                            "chat; a run trained with codec.voice=reference)")
     parser.add_argument("--preset", default="toy", choices=list(PRESETS))
     parser.add_argument("--run-dir", default=None, help="where the checkpoints are (default: runs/<preset>)")
     parser.add_argument("--device", default="auto")
@@ -117,6 +130,8 @@ def main(argv=None) -> int:
         raise VitaError(f"give --task ({', '.join(TASKS)}), --eval or --benchmark")
     if args.task not in TASKS:
         raise VitaError(f"unknown task {args.task!r}; choose one of {', '.join(TASKS)}")
+    if args.voice_wav and args.task not in SPEAKING_TASKS:
+        raise VitaError(f"--voice-wav is for the tasks that speak ({', '.join(SPEAKING_TASKS)}), not {args.task}")
     if args.task in LLM_TASKS:
         return run_llm_task(args, cfg)
     if args.task == "speak":
@@ -126,16 +141,18 @@ def main(argv=None) -> int:
         if not text or bad:
             raise VitaError(f"--text: the toy voice speaks only lowercase letters and spaces; "
                             f"cannot speak {bad or 'an empty text'}")
-        if not 0 <= args.speaker < len(SPEAKERS):
-            raise VitaError(f"--speaker {args.speaker}: choose 0..{len(SPEAKERS) - 1}")
-        write_wav(out, synthesize(" ".join(text.split()), args.speaker).wav)
+        speaker = args.speaker or 0
+        if not 0 <= speaker < len(SPEAKERS):
+            raise VitaError(f"--speaker {speaker}: choose 0..{len(SPEAKERS) - 1}")
+        write_wav(out, synthesize(" ".join(text.split()), speaker).wav)
         print(f"wrote {out}")
         return 0
 
     wav = read_input_audio(require(args.audio, "--audio", args.task), cfg)
     out = require(args.out, "--out", args.task) if args.task == "resynth" else None
-    if args.task == "resynth" and not 0 <= args.speaker < cfg.codec.n_voices:
-        raise VitaError(f"--speaker {args.speaker}: the decoder knows voices 0..{cfg.codec.n_voices - 1}")
+    voice = pick_voice(args, cfg, args.speaker or 0, own=(args.audio, wav)) if args.task == "resynth" else None
+    if args.task == "resynth" and cfg.codec.voice == "id" and not 0 <= voice < cfg.codec.n_voices:
+        raise VitaError(f"--speaker {voice}: the decoder knows voices 0..{cfg.codec.n_voices - 1}")
     device = pick_device(args.device)
     codec, judge = load_audio_models(cfg, device)
     with torch.no_grad():
@@ -144,7 +161,7 @@ def main(argv=None) -> int:
             print(f"{len(codes)} tokens at {codec.token_hz:g} Hz:")
             print(" ".join(map(str, codes)))
         elif args.task == "resynth":
-            write_wav(out, codec.decode(codec.encode(wav.to(device)), args.speaker))
+            write_wav(out, codec.decode(codec.encode(wav.to(device)), decoder_voice(codec, voice, device)))
             print(f"wrote {out}")
         else:
             print(judge.transcribe(wav.to(device)))
@@ -154,6 +171,48 @@ def main(argv=None) -> int:
 def read_input_audio(path: str, cfg):
     """The WAV at ``path`` at the codec's rate; at least one audio token long (else one line)."""
     return load_audio(path, cfg.audio.sample_rate, min_samples=cfg.audio.hop_length * cfg.codec.downsample)
+
+
+def pick_voice(args, cfg, voice_id: int, own: tuple[str, torch.Tensor] | None = None) -> int | torch.Tensor:
+    """The voice a speaking task decodes in, checked before any model is loaded. codec.voice=id:
+    ``voice_id`` (--voice-wav refused); codec.voice=reference: the waveform of --voice-wav, else
+    ``own`` (resynth: the input's (path, waveform)), else one line asking for --voice-wav."""
+    if cfg.codec.voice == "id":
+        if args.voice_wav:
+            raise VitaError(f"--voice-wav {args.voice_wav}: this run's decoder knows only voice ids "
+                            f"(codec.voice=id); a run trained with codec.voice=reference takes a recording")
+        return voice_id
+    if args.speaker is not None:
+        raise VitaError(f"--speaker {args.speaker}: this run's decoder takes its voice from a recording "
+                        f"(codec.voice=reference), not a voice id; give --voice-wav FILE")
+    if args.voice_wav:
+        return voice_reference(args.voice_wav, load_audio(args.voice_wav, cfg.audio.sample_rate), cfg)
+    if own is None:
+        raise VitaError(f"--task {args.task}: this run's decoder speaks in the voice of a recording "
+                        f"(codec.voice=reference); give --voice-wav FILE")
+    return voice_reference(*own, cfg, note=" (without --voice-wav, resynth keeps its input's voice)")
+
+
+def voice_reference(path: str, wav: torch.Tensor, cfg, note: str = "") -> torch.Tensor:
+    """``wav``, read from ``path``, if it can give a voice: at least MIN_REFERENCE_SECONDS long and
+    not silent in the first codec.reference_seconds that the speaker encoder hears (else one line)."""
+    rate = cfg.audio.sample_rate
+    if wav.numel() < MIN_REFERENCE_SECONDS * rate:
+        raise VitaError(f"audio file {path!r} is {wav.numel() / rate:.2f} s long; a voice reference "
+                        f"needs at least {MIN_REFERENCE_SECONDS:g} s{note}")
+    if wav[:int(cfg.codec.reference_seconds * rate)].abs().max().item() < SILENCE_PEAK:
+        raise VitaError(f"audio file {path!r} is silent in its first {cfg.codec.reference_seconds:g} s, "
+                        f"the part a voice reference is taken from (peak below {SILENCE_PEAK:g})")
+    return wav
+
+
+def decoder_voice(codec, voice: int | torch.Tensor, device) -> int | torch.Tensor:
+    """What ``codec.decode`` is told: the voice id, or the reference's speaker embedding [1, C],
+    computed once here rather than again for every chunk."""
+    if not torch.is_tensor(voice):
+        return voice
+    with torch.no_grad():
+        return codec.speaker_embedding(voice.to(device))
 
 
 def record(tokens, into: list):
@@ -203,6 +262,7 @@ def run_llm_task(args, cfg) -> int:
         if args.task == "chat":  # as the toy world asks: lowercase, no question mark
             text = clean_text(text.lower().rstrip("?.!"), args.task)
     out = require(args.out, "--out", args.task) if args.task == "tts" else args.out
+    voice = pick_voice(args, cfg, cfg.synth.assistant_voice) if args.task in SPEAKING_TASKS else None
     device = pick_device(args.device)
     codec, _ = load_audio_models(cfg, device)
     model, mctp = load_speech_lm(cfg, stage, device)
@@ -229,12 +289,13 @@ def run_llm_task(args, cfg) -> int:
                   f"(--mode picks another)")
         elif note := step_note(args.mode, interleave):
             print(note)
-    stream_answer(Engine(model, mctp), prompt, schedule, sampling, codec, cfg.synth.assistant_voice, out)
+    voice = decoder_voice(codec, voice, device)
+    stream_answer(Engine(model, mctp), prompt, schedule, sampling, codec, voice, out)
     return 0
 
 
-def stream_answer(engine: Engine, prompt: list[int], schedule, sampling: Sampling, codec, voice: int,
-                  out: str | None) -> None:
+def stream_answer(engine: Engine, prompt: list[int], schedule, sampling: Sampling, codec,
+                  voice: int | torch.Tensor, out: str | None) -> None:
     """Generate by ``schedule``: print the text as it is written, decode and write the audio chunk
     by chunk, report the speed; the WAV (if ``out``) appears only once the answer is complete."""
     start = time.perf_counter()

@@ -61,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--interleave", default=None,
                         help="text/audio interleave of spoken answers, stages 1-4: boost (default), "
                              "balance, or t1,a1,t2,a2,... (the same as alignment_data.ratio=...)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the models' blocks: faster steps after a slow first one "
+                             "(needs a C++ compiler on CPUs; the same as compile=true)")
     parser.add_argument("--stop-after", type=int, default=None, metavar="N",
                         help="stop after N steps as if interrupted (resume later with --resume)")
     parser.add_argument("--later-stages", default=[], type=stage_list, metavar="N,N,...",
@@ -82,6 +85,8 @@ def main(argv=None) -> int:
         cfg.run_dir = args.run_dir
     if args.device is not None:
         cfg.device = args.device
+    if args.compile:
+        cfg.compile = True
     use_config_threads(cfg)
     device = pick_device(cfg.device)
     print(f"vita-mini: stage {args.stage}, preset {cfg.preset}, device {device}, run {cfg.resolved_run_dir()}")

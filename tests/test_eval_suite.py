@@ -51,7 +51,7 @@ def test_suite_prints_every_table_and_writes_json(tiny_full_run, tmp_path, capsy
     run, _, _ = tiny_full_run
     # a copy of the run without the corpus-codes caches training left beside stage 0: the suite
     # encodes in memory and writes nothing into the run folder (a read-only or shared run works)
-    shutil.copytree(run / "run", tmp_path / "run", ignore=shutil.ignore_patterns("codes-*.pt"))
+    shutil.copytree(run / "run", tmp_path / "run", ignore=shutil.ignore_patterns("codes-*"))
     before = snapshot(tmp_path / "run")
     path = tmp_path / "results.json"
     # the override comes after --modes on purpose: it must not be taken for a mode

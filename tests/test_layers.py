@@ -27,7 +27,7 @@ ROOMS = [
     ("bottom", ["vita_mini", "vita_mini.errors", "vita_mini.config", "vita_mini.config_checks", "vita_mini.vocab"]),
     ("audio, model", ["vita_mini.audio", "vita_mini.model"]),
     ("data", ["vita_mini.data"]),
-    ("runs", ["vita_mini.checkpoint", "vita_mini.runs", "vita_mini.codes"]),
+    ("runs", ["vita_mini.checkpoint", "vita_mini.runs", "vita_mini.shards", "vita_mini.codes"]),
     ("infer", ["vita_mini.infer"]),
     ("eval", ["vita_mini.eval"]),
     ("train", ["vita_mini.train"]),

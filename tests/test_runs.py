@@ -72,37 +72,65 @@ def test_a_run_folder_from_before_the_section_renames_still_loads(tiny_cfg):
         "alignment_data.ratio: [1, 5] -> [1, 10, 4, 10]"]
 
 
-def test_corpus_codes_are_cached_per_codec(tiny_cfg, monkeypatch):
-    """The codes come back from stage 0's folder equal to a fresh encoding; another codec, or
-    a broken cache file, encodes again."""
+def _tiny_corpus_and_codec(tiny_cfg, n):
     from vita_mini.audio.codec import AudioCodec
-    from vita_mini.data.corpus import corpus_path, load_corpus
+    from vita_mini.data.corpus import load_corpus
 
-    corpus = load_corpus(tiny_cfg, log=lambda *_: None).subset(list(range(6)))
-    codec = AudioCodec(tiny_cfg.codec, tiny_cfg.audio).eval()
+    corpus = load_corpus(tiny_cfg, log=lambda *_: None).subset(list(range(n)))
+    return corpus, AudioCodec(tiny_cfg.codec, tiny_cfg.audio).eval()
+
+
+def test_token_shards_are_written_once_and_refuse_another_codec(tiny_cfg, monkeypatch):
+    """The codes come back from stage 0's shard set equal to a fresh encoding, without encoding
+    again; a shard set made by another codec is one clear line; training stage 0 removes it."""
+    from vita_mini.shards import remove_token_shards
+
+    corpus, codec = _tiny_corpus_and_codec(tiny_cfg, 6)
     fresh = codes.encode_corpus(codec, corpus)
-    assert codes.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg)) == fresh
-    calls = []
-    monkeypatch.setattr(codes, "encode_corpus", lambda c, corpus: calls.append(1) or [[0]] * len(corpus))
-    assert codes.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg)) == fresh
-    assert calls == []  # read back, not encoded
+    tokens = codes.corpus_tokens(tiny_cfg, codec, "cache/corpus-x.npz", lambda: corpus, log=lambda *_: None)
+    assert tokens.code_lists() == fresh and tokens.texts == corpus.texts
+    assert list(tokens.indices("train")) == corpus.indices("train")
+    monkeypatch.setattr(codes, "encode_corpus", lambda *a, **k: pytest.fail("encoded again"))
+    again = codes.corpus_tokens(tiny_cfg, codec, "cache/corpus-x.npz", lambda: pytest.fail("audio read"))
+    assert again.code_lists() == fresh  # read back from the shards: no audio, no encoding
     with torch.no_grad():
-        next(codec.parameters()).add_(1.0)  # "stage 0 retrained"
-    assert codes.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg)) == [[0]] * len(corpus)
-    (cache,) = [f for f in os.listdir(os.path.join(tiny_cfg.run_dir, "stage0")) if f.startswith("codes-")]
-    with open(os.path.join(tiny_cfg.run_dir, "stage0", cache), "wb") as f:
-        f.write(b"not a torch file")
-    assert codes.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg)) == [[0]] * len(corpus)
-    assert calls == [1, 1]
+        next(codec.parameters()).add_(1.0)  # another codec
+    with pytest.raises(VitaError, match="made by another codec") as err:
+        codes.corpus_tokens(tiny_cfg, codec, "cache/corpus-x.npz", lambda: corpus)
+    assert "\n" not in str(err.value) and "codes-corpus-x" in str(err.value)
+    remove_token_shards(os.path.join(tiny_cfg.run_dir, "stage0"))  # what training stage 0 does
+    assert not any(f.startswith("codes-") for f in os.listdir(os.path.join(tiny_cfg.run_dir, "stage0")))
+
+
+def test_token_shards_resume_after_an_interruption(tiny_cfg):
+    """Killed after its first chunk, the next run continues from there and ends with the same
+    shards as one uninterrupted run."""
+    from vita_mini.shards import write_shards
+
+    corpus, codec = _tiny_corpus_and_codec(tiny_cfg, 7)
+    folder = os.path.join(tiny_cfg.run_dir, "shards")
+    whole = write_shards(folder + "-whole", corpus, "c", "d1", lambda a, b: codes.encode_corpus(
+        codec, corpus, a, b), chunk=3, log=lambda *_: None).code_lists()
+    calls = []
+
+    def dies_at_second_chunk(start, stop):
+        calls.append(start)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return codes.encode_corpus(codec, corpus, start, stop)
+
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(folder, corpus, "c", "d1", dies_at_second_chunk, chunk=3, log=lambda *_: None)
+    with open(os.path.join(folder, "codes.bin"), "ab") as f:
+        f.write(b"\x01\x02\x03")  # a half-written tail the index never recorded
+    resumed = write_shards(folder, corpus, "c", "d1", lambda a, b: calls.append(a) or
+                           codes.encode_corpus(codec, corpus, a, b), chunk=3, log=lambda *_: None)
+    assert calls == [0, 3, 3, 6] and resumed.code_lists() == whole
 
 
 def test_a_reader_never_writes_the_codes_cache(tiny_cfg):
     """``write=False`` (the evaluation suite): encoded in memory, nothing written to the run."""
-    from vita_mini.audio.codec import AudioCodec
-    from vita_mini.data.corpus import corpus_path, load_corpus
-
-    corpus = load_corpus(tiny_cfg, log=lambda *_: None).subset(list(range(3)))
-    codec = AudioCodec(tiny_cfg.codec, tiny_cfg.audio).eval()
-    assert codes.corpus_codes(tiny_cfg, codec, corpus, corpus_path(tiny_cfg), write=False) == \
-        codes.encode_corpus(codec, corpus)
+    corpus, codec = _tiny_corpus_and_codec(tiny_cfg, 3)
+    tokens = codes.corpus_tokens(tiny_cfg, codec, "cache/corpus-x.npz", lambda: corpus, write=False)
+    assert tokens.code_lists() == codes.encode_corpus(codec, corpus)
     assert not os.path.exists(os.path.join(tiny_cfg.run_dir, "stage0"))

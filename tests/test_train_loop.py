@@ -171,3 +171,37 @@ def test_a_field_added_after_the_checkpoint_counts_as_its_default_a_section_diff
     del saved["mctp_data"]  # a whole section added later: the checkpoint's stage worked otherwise
     assert config_differences(saved, now, ["mctp_data"]) == [
         f"mctp_data: absent (older than this section) -> {now['mctp_data']}"]
+
+
+class _Regression:
+    """A stand-in StageTask: least squares on fixed data, the loss a mean over the items."""
+
+    name, config_sections = "stage9", []
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(16, 5, generator=g), torch.randn(16, generator=g)
+        self.model = torch.nn.Linear(5, 1)
+        self.n_train = 16
+
+    def param_groups(self):
+        return [{"params": list(self.model.parameters())}]
+
+    def loss(self, indices, device):
+        error = self.model(self.x[indices]).squeeze(-1) - self.y[indices]
+        return {"loss": error.pow(2).mean(), "max_error": error.abs().max()}
+
+
+def test_gradient_accumulation_matches_the_whole_batch():
+    from vita_mini.train.loop import make_optimizer, micro_batches, train_step
+    grads, terms = {}, {}
+    for k in (1, 4):
+        torch.manual_seed(0)
+        task, tcfg = _Regression(), TrainConfig(steps=1, batch_size=8, grad_accum=k, grad_clip=1e9)
+        out, _, _ = train_step(task, task.model, make_optimizer(task, tcfg), BatchSampler(16, 8, seed=1),
+                               tcfg, 0, torch.device("cpu"))
+        grads[k] = [p.grad.clone() for p in task.model.parameters()]
+        terms[k] = float(out["loss"])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[1], grads[4]))
+    assert terms[4] == pytest.approx(terms[1], rel=1e-5)  # equal parts: the mean of means
+    assert micro_batches(list(range(6)), 3) == [[0, 1], [2, 3], [4, 5]]

@@ -232,6 +232,7 @@ class Config:
     cache_dir: str = "cache"  # synthesized corpora, shared by runs
     device: str = "auto"  # auto = cuda > mps > cpu
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    compile: bool = False  # torch.compile the models' blocks (train/compile.py; train.py --compile)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     world: WorldConfig = field(default_factory=WorldConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
@@ -317,21 +318,51 @@ def _toy() -> Config:
 
 
 def _small() -> Config:
+    """One consumer GPU (8-12 GB), hours, on real speech (tutorials/04_scaling_up.md says why
+    each number changed from ``toy``; nothing here was measured on a GPU yet, README).
+
+    * corpus: LibriTTS-R's train-clean-100 (about 54 h, 247 speakers, 24 kHz read speech with
+      clean sentence-level transcripts: good for ASR and TTS alike) under ``corpus.root=data``;
+      ``corpus.kind=librispeech`` or ``folder`` work the same way (``corpus.download=true``
+      to fetch LibriTTS into ``data/``; LibriTTS-R is read when it is there instead). English
+      letters and the apostrophe are the CTC alphabet.
+    * codec: 1024 codes (real speech has far more distinct sounds than the toy synthesizer; the
+      paper's GLM-4-Voice has 16384 at 12.5 Hz) at 25 Hz, and voices from a reference recording
+      (hundreds of speakers, and any voice at generation time).
+    * interleave [1, 10, 8, 10]: text is bytes here, not BPE tokens. A chunk of 10 audio tokens
+      holds 8 codes (0.32 s at 25 Hz); with 4 bytes per chunk the voice may spend at least 80 ms
+      on a character, and read speech runs at about 15 characters a second (67 ms): the audio
+      would overtake the text. 8 bytes a chunk allow 40 ms (data/synth.py ``text_stays_ahead``).
+    * LLM: 12 layers of 768 (about 77M parameters, GPT-2 small's shape) with grouped-query
+      attention, 1024 positions (40 s of audio); ten MCTP modules of one layer each.
+    * batches: gradient accumulation keeps the batch while a micro-batch fits in memory
+      (``train.py`` prints the estimate before each stage); bf16 autocast on CUDA (precision auto).
+    * stage 4: the toy world's spoken questions, spoken in the synthesizer's voices (the only
+      spoken-QA data we can make here; a user's own spoken-QA folder is future work).
+    """
     cfg = Config(preset="small")
+    cfg.corpus = CorpusConfig(kind="libritts", root="data", subsets="train-clean-100",
+                              alphabet=" abcdefghijklmnopqrstuvwxyz'", n_val=200, n_test=200,
+                              max_seconds=20.0)
     cfg.world = WorldConfig(n_people=64, n_general_sentences=8000, max_chars=60, n_val=256,
                             n_test=256)
-    cfg.codec = CodecConfig(channels=384, n_blocks=6, code_dim=128, codebook_size=2048)
+    cfg.codec = CodecConfig(channels=384, n_blocks=6, code_dim=128, codebook_size=1024,
+                            voice="reference")
     cfg.judge = JudgeConfig(channels=384, n_blocks=6)
-    cfg.stage0 = TrainConfig(steps=6000, batch_size=64, lr=1e-3, eval_every=1000,
-                             checkpoint_every=500)
+    cfg.stage0 = TrainConfig(steps=20000, batch_size=64, lr=1e-3, eval_every=2000,
+                             checkpoint_every=1000, length_buckets=True)
     cfg.llm = LLMConfig(d_model=768, n_layers=12, n_heads=12, n_kv_heads=4, d_ff=2048,
                         max_seq_len=1024)
-    cfg.stage1 = TrainConfig(steps=8000, batch_size=64, lr=6e-4, eval_every=1000,
-                             checkpoint_every=500)
-    cfg.stage2 = TrainConfig(steps=2000, batch_size=64, lr=1e-3, eval_every=500, checkpoint_every=500)
-    cfg.stage3 = TrainConfig(steps=3000, batch_size=64, lr=1e-3, eval_every=500, checkpoint_every=500)
+    cfg.alignment_data = AlignmentDataConfig(ratio=(1, 10, 8, 10))
+    cfg.stage1 = TrainConfig(steps=30000, batch_size=64, grad_accum=4, lr=6e-4, eval_every=2000,
+                             checkpoint_every=1000)
+    cfg.stage2 = TrainConfig(steps=4000, batch_size=32, grad_accum=2, lr=1e-3, eval_every=1000,
+                             checkpoint_every=1000)
+    cfg.stage3 = TrainConfig(steps=6000, batch_size=32, grad_accum=2, lr=1e-3, eval_every=1000,
+                             checkpoint_every=1000)
     cfg.spoken_qa = SpokenQAConfig(n_test_seen=128)
-    cfg.stage4 = TrainConfig(steps=3000, batch_size=64, lr=2e-4, eval_every=500, checkpoint_every=500)
+    cfg.stage4 = TrainConfig(steps=4000, batch_size=32, grad_accum=4, lr=2e-4, eval_every=1000,
+                             checkpoint_every=500)
     return cfg
 
 

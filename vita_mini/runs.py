@@ -3,7 +3,7 @@ finished stage made. Everything that uses a trained model (train.py, generate.py
 suite, a stage that builds on an earlier one) comes through here.
 
     runs/<preset>/                     cfg.resolved_run_dir() (or --run-dir)
-        stage0/  checkpoint.pt  config.json  metrics.json  samples/*.wav  codes-*.pt
+        stage0/  checkpoint.pt  config.json  metrics.json  samples/*.wav  codes-*/ (token shards)
         stage1/  checkpoint.pt  config.json  metrics.json
         ...
         stage4/
@@ -37,6 +37,7 @@ from vita_mini.audio.codec import AudioCodec
 from vita_mini.audio.judge import JudgeASR
 from vita_mini.checkpoint import check_saved_config, load_checkpoint, load_state_strict
 from vita_mini.config import Config
+from vita_mini.data.synth import synthesize
 from vita_mini.errors import VitaError
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
@@ -103,8 +104,8 @@ class AudioModels(nn.Module):
 
     def __init__(self, cfg: Config):
         super().__init__()
-        self.codec = AudioCodec(cfg.codec, cfg.audio)
-        self.judge = JudgeASR(cfg.judge, cfg.audio)
+        self.codec = AudioCodec(cfg.codec, cfg.audio, cfg.corpus.alphabet)
+        self.judge = JudgeASR(cfg.judge, cfg.audio, cfg.corpus.alphabet)
 
 
 class SpeechLM(nn.Module):
@@ -176,3 +177,18 @@ def require_same_interleave(cfg: Config, stage: int) -> None:
         raise VitaError(f"stage {stage} in '{checkpoint_path(cfg, stage)}' was trained on the interleave "
                         f"alignment_data.ratio={was}, this run asks for {now}: pass "
                         f"alignment_data.ratio={was}, or use another --run-dir for the new one")
+
+
+REPORT_VOICE_TEXT = "ana lives in rome and bob has a cat"  # any sentence: only its voice is used
+
+
+def report_voice(cfg: Config, codec: AudioCodec) -> int | torch.Tensor:
+    """The voice the stages' reports and the evaluation suite speak in: the assistant's voice id
+    (codec.voice=id), or, for a decoder told the voice by a recording (codec.voice=reference),
+    the speaker embedding [1, C] of a sentence the synthesizer speaks in that voice (the same
+    voice stage 4's answers are recorded in; generate.py --voice-wav picks any other)."""
+    if cfg.codec.voice == "id":
+        return cfg.synth.assistant_voice
+    wav = torch.from_numpy(synthesize(REPORT_VOICE_TEXT, cfg.synth.assistant_voice).wav).float()
+    with torch.no_grad():
+        return codec.speaker_embedding(wav)

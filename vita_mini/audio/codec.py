@@ -13,10 +13,16 @@ scale:
 
 With a 10 ms mel hop and downsample 4 the token rate is 25 Hz (one token per 640 samples).
 The CTC head sees only three neighbouring tokens, so the transcript has to be in the tokens.
-The decoder is told the voice (a learned embedding per speaker, as GLM-4-Voice's flow-matching
-decoder is conditioned on a speaker embedding), so the tokens need not spend codes on who is
-speaking: the same words in different voices get similar tokens, which makes them far easier
-for the LLM to read and write. ``decode(codes, speaker=k)`` picks the voice.
+The decoder is told the voice (as GLM-4-Voice's flow-matching decoder is conditioned on a speaker
+embedding), so the tokens need not spend codes on who is speaking: the same words in different
+voices get similar tokens, which makes them far easier for the LLM to read and write. How it is
+told is ``codec.voice``:
+
+    "id"         a learned vector per built-in voice (the toy world's six): ``decode(codes, speaker=k)``
+    "reference"  the vector the speaker encoder (audio/speaker.py) computes from a short recording
+                 of the voice, at most ``codec.reference_seconds`` of it: any speaker, also one
+                 never heard in training: ``decode(codes, wav)``, a waveform [N] at 16 kHz, or
+                 ``decode(codes, codec.speaker_embedding(wav))``, its embedding [1, C], computed once
 
 The encoder also reads a *smoothed* log-mel: each frame is projected onto its first
 ``codec.lifter`` cepstral (DCT) coefficients, the classic liftering behind MFCCs. That keeps the
@@ -33,16 +39,19 @@ import torchaudio
 from torch import nn
 
 from vita_mini.audio.conv import ResBlock, downsampler, length_mask, upsampler
-from vita_mini.audio.ctc import N_LABELS, ctc_loss
+from vita_mini.audio.ctc import ctc_loss, n_labels
 from vita_mini.audio.features import SILENCE, LogMel, MelToWav
+from vita_mini.audio.speaker import MIN_REFERENCE_SECONDS, SpeakerEncoder
 from vita_mini.audio.vq import VectorQuantizer
 from vita_mini.config import AudioConfig, CodecConfig
+from vita_mini.vocab import CHARSET
 
 
 class AudioCodec(nn.Module):
-    def __init__(self, cfg: CodecConfig, audio: AudioConfig):
+    def __init__(self, cfg: CodecConfig, audio: AudioConfig, alphabet: str = CHARSET):
         super().__init__()
         self.cfg, self.audio = cfg, audio
+        self.alphabet = alphabet  # what the CTC head spells (corpus.alphabet)
         C, D = cfg.channels, cfg.code_dim
         self.samples_per_token = audio.hop_length * cfg.downsample  # 640 at 16 kHz, 25 Hz
         self.token_hz = audio.sample_rate / self.samples_per_token
@@ -55,9 +64,16 @@ class AudioCodec(nn.Module):
         self.vq = VectorQuantizer(cfg.codebook_size, D, cfg.ema_decay, cfg.commitment,
                                   cfg.dead_code_threshold)
         self.ctc_head = nn.Sequential(nn.Conv1d(D, C, 3, padding=1), nn.GELU(),
-                                      nn.Conv1d(C, N_LABELS, 1))
+                                      nn.Conv1d(C, n_labels(alphabet), 1))
         self.decoder_in = nn.Conv1d(D, C, 3, padding=1)
-        self.voice = nn.Embedding(cfg.n_voices, C)  # [n_voices, C], added at every frame
+        if cfg.voice == "id":
+            self.voice = nn.Embedding(cfg.n_voices, C)  # [n_voices, C], added at every frame
+        else:  # "reference": a recording's speaker embedding [C], added at every frame
+            self.speaker = SpeakerEncoder(audio.n_mels, C, cfg.downsample)
+        # a reference is cut to whole tokens, at most reference_seconds of them
+        self.reference_samples = max(1, int(cfg.reference_seconds * audio.sample_rate)
+                                     // self.samples_per_token) * self.samples_per_token
+        self.reference_frames = self.reference_samples // audio.hop_length  # 300 for 3 s
         self.decoder = nn.Sequential(*[ResBlock(C) for _ in range(cfg.n_blocks)],
                                      upsampler(C, cfg.downsample),
                                      nn.Conv1d(C, audio.n_mels, 3, padding=1))
@@ -71,31 +87,58 @@ class AudioCodec(nn.Module):
         return self.vq(z, mask)
 
     def ctc_logits(self, quantized: torch.Tensor) -> torch.Tensor:
-        """quantized [B, T, D] -> CTC logits [B, T, N_LABELS]."""
+        """quantized [B, T, D] -> CTC logits [B, T, len(alphabet) + 1]."""
         return self.ctc_head(quantized.transpose(1, 2)).transpose(1, 2)
 
-    def decode_vectors(self, vectors: torch.Tensor, speakers: torch.Tensor) -> torch.Tensor:
-        """quantized vectors [B, T, D], speaker ids [B] -> normalized log-mel [B, n_mels, 4T]."""
-        h = self.decoder_in(vectors.transpose(1, 2)) + self.voice(speakers)[:, :, None]  # [B, C, T]
+    def voice_vectors(self, voice: int | torch.Tensor, batch: int) -> torch.Tensor:
+        """The decoder's condition, [batch, C]. ``voice``: with codec.voice=id a voice id (int, or
+        ids [B]); with codec.voice=reference a reference waveform [N] (16 kHz) or speaker
+        embeddings [1 or B, C] (``speaker_embedding``, or the speaker encoder on a batch)."""
+        is_float = torch.is_tensor(voice) and voice.is_floating_point()
+        if self.cfg.voice == "id":
+            if is_float:
+                raise ValueError("this codec's decoder knows only voice ids (codec.voice=id), "
+                                 "not a reference recording or embedding")
+            return self.voice(torch.as_tensor(voice, device=self.voice.weight.device).expand(batch))
+        if not is_float:
+            raise ValueError("this codec's decoder is told the voice by a reference recording "
+                             "(codec.voice=reference): pass a waveform [N] or an embedding [1, C], not a voice id")
+        embedding = self.speaker_embedding(voice) if voice.dim() == 1 else voice
+        return embedding.expand(batch, -1)
+
+    def decode_vectors(self, vectors: torch.Tensor, voice: int | torch.Tensor) -> torch.Tensor:
+        """quantized vectors [B, T, D], voice (``voice_vectors``) -> normalized log-mel [B, n_mels, 4T]."""
+        condition = self.voice_vectors(voice, vectors.shape[0])  # [B, C]
+        h = self.decoder_in(vectors.transpose(1, 2)) + condition[:, :, None]  # [B, C, T]
         return self.decoder(h)
 
     def decode_mel(self, codes: torch.Tensor, speaker: int | torch.Tensor = 0) -> torch.Tensor:
-        """codes [B, T] or [T] -> normalized log-mel [B, n_mels, 4T] (or [n_mels, 4T])."""
+        """codes [B, T] or [T], voice (``voice_vectors``) -> normalized log-mel [B, n_mels, 4T]
+        (or [n_mels, 4T])."""
         single = codes.dim() == 1
         codes = codes[None] if single else codes
-        speakers = torch.as_tensor(speaker, device=codes.device).expand(codes.shape[0])
-        mel = self.decode_vectors(self.vq.lookup(codes), speakers)
+        mel = self.decode_vectors(self.vq.lookup(codes), speaker)
         return mel[0] if single else mel
+
+    def speaker_embedding(self, wav: torch.Tensor) -> torch.Tensor:
+        """Reference waveform [N] (16 kHz float, at least MIN_REFERENCE_SECONDS) -> speaker
+        embedding [1, C] of its first ``codec.reference_seconds`` (codec.voice=reference)."""
+        rate = self.audio.sample_rate
+        if wav.dim() != 1 or wav.numel() < MIN_REFERENCE_SECONDS * rate:
+            raise ValueError(f"a voice reference is a 1-D waveform of at least {MIN_REFERENCE_SECONDS:g} s "
+                             f"({int(MIN_REFERENCE_SECONDS * rate)} samples), got shape {tuple(wav.shape)}")
+        wav = self.pad_wav(wav[:self.reference_samples].to(next(self.parameters()).device))
+        return self.speaker(self.logmel(wav[None]))  # log-mel [1, n_mels, F <= reference_frames] -> [1, C]
 
     # ---- training ---------------------------------------------------------------------------
     def training_loss(self, mel: torch.Tensor, frames: torch.Tensor, texts: list[str],
-                      speakers: torch.Tensor) -> dict:
-        """mel [B, n_mels, F] padded with silence, F and frames multiples of downsample;
-        speakers [B] the voice of each utterance (the decoder's condition)."""
+                      voices: torch.Tensor) -> dict:
+        """mel [B, n_mels, F] padded with silence, F and frames multiples of downsample; voices
+        the decoder's condition: voice ids [B], or speaker embeddings [B, C] (codec.voice=reference)."""
         n_tokens = frames // self.cfg.downsample
         quantized, codes, commit = self.quantize(mel, n_tokens)
-        ctc = ctc_loss(self.ctc_logits(quantized), n_tokens, texts)
-        recon = self.decode_vectors(quantized, speakers)  # [B, n_mels, F]
+        ctc = ctc_loss(self.ctc_logits(quantized), n_tokens, texts, self.alphabet)
+        recon = self.decode_vectors(quantized, voices)  # [B, n_mels, F]
         frame_mask = length_mask(frames, mel.shape[-1])[:, None, :]  # [B, 1, F]
         mel_l1 = (F.l1_loss(recon.float(), mel.float(), reduction="none") * frame_mask).sum() / (
             frame_mask.sum() * mel.shape[1])
@@ -122,13 +165,14 @@ class AudioCodec(nn.Module):
         return codes[0]
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, speaker: int = 0) -> torch.Tensor:
-        """codes [T] -> wav [T * 640] (16 kHz float, CPU) in voice ``speaker``, via Griffin-Lim."""
+    def decode(self, codes: torch.Tensor, speaker: int | torch.Tensor = 0) -> torch.Tensor:
+        """codes [T] -> wav [T * 640] (16 kHz float, CPU) via Griffin-Lim, in the voice ``speaker``:
+        a voice id (codec.voice=id), or a reference waveform [N] or embedding [1, C] (reference)."""
         if codes.dim() != 1 or codes.numel() == 0:
             raise ValueError(f"decode expects a non-empty 1-D code tensor, got shape {tuple(codes.shape)}")
         if int(codes.min()) < 0 or int(codes.max()) >= self.cfg.codebook_size:
             raise ValueError(f"codes must lie in [0, {self.cfg.codebook_size})")
-        if not 0 <= speaker < self.cfg.n_voices:
+        if self.cfg.voice == "id" and not torch.is_tensor(speaker) and not 0 <= speaker < self.cfg.n_voices:
             raise ValueError(f"speaker must lie in [0, {self.cfg.n_voices})")
         device = next(self.parameters()).device
         mel = self.decode_mel(codes.to(device), speaker).float().cpu()

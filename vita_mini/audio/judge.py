@@ -14,33 +14,34 @@ import torch
 from torch import nn
 
 from vita_mini.audio.conv import ResBlock, downsampler
-from vita_mini.audio.ctc import N_LABELS, ctc_loss, greedy_decode
+from vita_mini.audio.ctc import ctc_loss, greedy_decode, n_labels
 from vita_mini.audio.features import LogMel
 from vita_mini.config import AudioConfig, JudgeConfig
+from vita_mini.vocab import CHARSET
 
 
 class JudgeASR(nn.Module):
-    def __init__(self, cfg: JudgeConfig, audio: AudioConfig):
+    def __init__(self, cfg: JudgeConfig, audio: AudioConfig, alphabet: str = CHARSET):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.alphabet = cfg, alphabet  # what it spells (corpus.alphabet)
         self.logmel = LogMel(audio)
         self.body = nn.Sequential(downsampler(audio.n_mels, cfg.channels, cfg.downsample),
                                   *[ResBlock(cfg.channels, dilation=1 + i % 2)
                                     for i in range(cfg.n_blocks)])
-        self.head = nn.Conv1d(cfg.channels, N_LABELS, 1)
+        self.head = nn.Conv1d(cfg.channels, n_labels(alphabet), 1)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """mel [B, n_mels, F] -> CTC logits [B, F // downsample, N_LABELS]."""
+        """mel [B, n_mels, F] -> CTC logits [B, F // downsample, len(alphabet) + 1]."""
         return self.head(self.body(mel)).transpose(1, 2)
 
     def training_loss(self, mel: torch.Tensor, frames: torch.Tensor, texts: list[str]) -> dict:
         logits = self(augment(mel))
-        loss = ctc_loss(logits, frames // self.cfg.downsample, texts)
+        loss = ctc_loss(logits, frames // self.cfg.downsample, texts, self.alphabet)
         return {"loss": loss, "judge_ctc": loss.detach()}
 
     @torch.no_grad()
     def transcribe_mel(self, mel: torch.Tensor, frames: torch.Tensor) -> list[str]:
-        return greedy_decode(self(mel), frames // self.cfg.downsample)
+        return greedy_decode(self(mel), frames // self.cfg.downsample, self.alphabet)
 
     @torch.no_grad()
     def transcribe(self, wav: torch.Tensor) -> str:

@@ -1,8 +1,11 @@
-"""The speech corpus: every speech sentence of the toy world, spoken once, cached on disk.
+"""The speech corpus: every speech sentence of the toy world, spoken once, cached on disk; or,
+with ``corpus.kind`` other than ``toy``, a published corpus read from its folder
+(data/real_corpora.py). ``load_corpus`` and ``corpus_path`` choose between the two.
 
 ``load_corpus(cfg)`` builds the world, speaks each sentence of the train/val/test speech splits
-with one of the synthesizer's voices (chosen by a stable hash, see ``voice_of``), and stores the result under ``cfg.cache_dir`` as one ``.npz`` file (int16 audio laid end
-to end, plus offsets, texts, speakers and splits). The file name carries a hash of everything
+with one of the synthesizer's voices (chosen by a stable hash, see ``voice_of``), and stores
+the result under ``cfg.cache_dir`` as one ``.npz`` file (data/corpus_store.py: int16 audio laid
+end to end, plus offsets, texts, speakers and splits). The file name carries a hash of everything
 that shapes the audio, so changing the world or the synthesizer builds a new corpus and never
 reuses a stale one. Synthesis runs in parallel on all cores and the file is written atomically.
 """
@@ -15,47 +18,18 @@ import os
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 
 from vita_mini.config import Config
-from vita_mini.data.synth import SAMPLE_RATE, synthesize
+from vita_mini.data.corpus_store import SPLITS, Corpus, load_cached
+from vita_mini.data.real_corpora import load_real_corpus, real_corpus_path
+from vita_mini.data.synth import synthesize
 from vita_mini.data.world import World, build_world
 from vita_mini.errors import VitaError
 
-SPLITS = ("train", "val", "test")
 CORPUS_VERSION = 1  # bump when the synthesizer's sound changes
-
-
-@dataclass
-class Corpus:
-    texts: list[str]
-    speakers: np.ndarray  # [U] int
-    splits: np.ndarray  # [U] str: train / val / test
-    audio: np.ndarray  # [sum N_u] int16, utterances laid end to end
-    offsets: np.ndarray  # [U + 1] int64, utterance u is audio[offsets[u]:offsets[u + 1]]
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def wav(self, u: int) -> np.ndarray:
-        """Utterance u as float32 in [-1, 1]."""
-        return self.audio[self.offsets[u]:self.offsets[u + 1]].astype(np.float32) / 32767.0
-
-    def indices(self, split: str) -> list[int]:
-        return [u for u in range(len(self)) if self.splits[u] == split]
-
-    def hours(self, split: str | None = None) -> float:
-        us = range(len(self)) if split is None else self.indices(split)
-        return sum(int(self.offsets[u + 1] - self.offsets[u]) for u in us) / SAMPLE_RATE / 3600
-
-    def subset(self, utterances: list[int]) -> Corpus:
-        """A corpus of just these utterances, in this order."""
-        wavs = [self.audio[self.offsets[u]:self.offsets[u + 1]] for u in utterances]
-        offsets = np.concatenate([[0], np.cumsum([len(w) for w in wavs])]).astype(np.int64)
-        return Corpus([self.texts[u] for u in utterances], self.speakers[utterances],
-                      self.splits[utterances], np.concatenate(wavs or [self.audio[:0]]), offsets)
 
 
 def make_world(cfg: Config) -> World:
@@ -92,6 +66,9 @@ def cache_path(cfg: Config, kind: str = "corpus", extra: dict | None = None) -> 
 
 
 def corpus_path(cfg: Config) -> str:
+    """Where the corpus of this config is cached (a real corpus's folder is scanned to know)."""
+    if cfg.corpus.kind != "toy":
+        return real_corpus_path(cfg)
     return cache_path(cfg, "corpus")
 
 
@@ -146,34 +123,16 @@ def speak_all(texts: list[str], speakers: list[int], splits: list[str], cfg: Con
             wavs = list(pool.map(_speak, jobs, chunksize=32))
     else:
         wavs = [_speak(j) for j in jobs]
-    offsets = np.concatenate([[0], np.cumsum([len(w) for w in wavs])]).astype(np.int64)
-    corpus = Corpus(texts, np.array(speakers), np.array(splits), np.concatenate(wavs), offsets)
+    corpus = Corpus.from_wavs(texts, speakers, splits, wavs)
     seconds = time.perf_counter() - start
     log(f"synthesized {len(texts)} utterances ({corpus.hours() * 60:.1f} min of audio) "
         f"in {seconds:.1f} s on {workers} worker(s)")
     return corpus
 
 
-def save_corpus(corpus: Corpus, path: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, texts=np.array(corpus.texts), speakers=corpus.speakers, splits=corpus.splits,
-             audio=corpus.audio, offsets=corpus.offsets)
-    os.replace(tmp, path)
-
-
-def load_cached(path: str, build, what: str = "the speech corpus", log=print) -> Corpus:
-    """The corpus cached at ``path``; built by ``build()`` and saved there first if missing."""
-    if os.path.exists(path):
-        with np.load(path, allow_pickle=False) as f:
-            return Corpus([str(t) for t in f["texts"]], f["speakers"], f["splits"].astype(str),
-                          f["audio"], f["offsets"])
-    log(f"building {what} (not cached yet): {path}")
-    corpus = build()
-    save_corpus(corpus, path)
-    return corpus
-
-
 def load_corpus(cfg: Config, log=print) -> Corpus:
-    """The cached corpus for this config, synthesized first if it is not on disk yet."""
+    """The cached corpus for this config, synthesized (or, for a real corpus, read from its
+    folder) first if it is not on disk yet."""
+    if cfg.corpus.kind != "toy":
+        return load_real_corpus(cfg, log)
     return load_cached(corpus_path(cfg), lambda: build_corpus(cfg, log), log=log)

@@ -31,7 +31,7 @@ import time
 import torch
 
 from vita_mini.checkpoint import save_json
-from vita_mini.codes import corpus_codes, spoken_qa_data
+from vita_mini.codes import corpus_tokens, spoken_qa_data
 from vita_mini.config import Config
 from vita_mini.data.corpus import corpus_path, load_corpus
 from vita_mini.data.samples import pack
@@ -39,7 +39,7 @@ from vita_mini.eval.mctp_accuracy import format_accuracy, module_accuracy
 from vita_mini.eval.tasks import asr_cer, s2s_ceiling, spoken_qa_report, tts_judge_cer
 from vita_mini.infer.engine import Engine
 from vita_mini.infer.schedule import MODES, own_mode, step_note
-from vita_mini.runs import load_audio_models, load_speech_lm, trained_interleave
+from vita_mini.runs import load_audio_models, load_speech_lm, report_voice, trained_interleave
 
 MODE_NAMES = tuple(MODES)  # vanilla, balance, boost, turbo
 
@@ -52,10 +52,9 @@ def run_suite(cfg: Config, device: torch.device, modes=MODE_NAMES, log=print) ->
     engine = Engine(llm, mctp)
     for mode in modes:
         engine.check_schedule(mode)  # a bad mode fails now, not after minutes of work
-    corpus = load_corpus(cfg, log)
-    test = corpus.indices("test")
-    # the codes cached beside stage 0 in training; the suite only reads the run (write=False)
-    codes = corpus_codes(cfg, codec, corpus, corpus_path(cfg), write=False)
+    # the token shards beside stage 0 from training; the suite only reads the run (write=False)
+    corpus = corpus_tokens(cfg, codec, corpus_path(cfg), lambda: load_corpus(cfg, log), write=False, log=log)
+    test, codes = corpus.indices("test"), corpus.code_lists()
     test_codes, test_texts = [codes[u] for u in test], [corpus.texts[u] for u in test]
     interleave = trained_interleave(cfg, 4)
     # lay the seen-fact answers out as this model was trained (the teacher-forced table reads them),
@@ -63,7 +62,7 @@ def run_suite(cfg: Config, device: torch.device, modes=MODE_NAMES, log=print) ->
     cfg = copy.deepcopy(cfg)
     cfg.alignment_data.ratio = tuple(interleave)
     sqa = spoken_qa_data(cfg, codec, log, write=False)
-    voice = cfg.synth.assistant_voice
+    voice = report_voice(cfg, codec)
     notes = {mode: step_note(mode, interleave) for mode in modes}
     results = {"preset": cfg.preset, "run_dir": cfg.resolved_run_dir(), "modes": list(modes),
                "interleave": list(interleave), "own_mode": own_mode(interleave),

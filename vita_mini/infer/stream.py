@@ -40,9 +40,10 @@ class AudioChunk:
 
 
 class ChunkDecoder:
-    """Codes -> waveform, one chunk at a time, with a little left context from the last chunk."""
+    """Codes -> waveform, one chunk at a time, with a little left context from the last chunk.
+    ``voice``: what ``codec.decode`` takes, a voice id or a speaker embedding [1, C]."""
 
-    def __init__(self, codec, voice: int = 0):
+    def __init__(self, codec, voice: int | torch.Tensor = 0):
         self.codec, self.voice, self.previous = codec, voice, []
 
     def __call__(self, codes: list[int]) -> torch.Tensor:
@@ -52,7 +53,7 @@ class ChunkDecoder:
         return wav[len(context) * self.codec.samples_per_token:]
 
 
-def stream_events(tokens: Iterable, codec=None, voice: int = 0,
+def stream_events(tokens: Iterable, codec=None, voice: int | torch.Tensor = 0,
                   start: float | None = None) -> Iterator[TextPiece | AudioChunk]:
     """tokens: the engine's Token objects (or plain ids) -> TextPiece / AudioChunk events."""
     start = time.perf_counter() if start is None else start

@@ -193,25 +193,44 @@ def restore(task: StageTask, cfg: Config, checkpoint_path: str, model, optimizer
     return payload["step"], payload["history"], payload["evals"]
 
 
+def micro_batches(indices: list[int], n: int) -> list[list[int]]:
+    """``indices`` cut into ``n`` consecutive parts of equal size (n divides the batch size)."""
+    size = len(indices) // n
+    return [indices[i * size:(i + 1) * size] for i in range(n)]
+
+
 def train_step(task: StageTask, model, optimizer, sampler: BatchSampler, tcfg: TrainConfig, step: int,
                device: torch.device) -> tuple[dict, float, torch.Tensor]:
     """One optimizer step at the schedule's learning rate: (the loss's terms, lr, grad norm),
-    left as tensors so that a GPU is not waited for at every step."""
+    left as tensors so that a GPU is not waited for at every step.
+
+    With ``tcfg.grad_accum`` = k > 1 the batch is cut into k micro-batches, each loss scaled by
+    1/k and its gradients added up before the one optimizer step, so the batch a step learns from
+    stays ``batch_size`` while only a k-th of it is in memory at a time. (Each stage's loss is a
+    mean over its micro-batch's target tokens, so this equals the whole batch's mean only when the
+    micro-batches hold equally many; packed rows nearly do.) The terms returned are then the
+    micro-batches' means."""
     model.train()
     lr = lr_at(step, tcfg)
     for group in optimizer.param_groups:
         group["lr"] = lr * group["lr_scale"]
-    with autocast(device, tcfg.precision):
-        out = task.loss(sampler.next(), device)
-    loss = out["loss"]
-    if not torch.isfinite(loss):
-        raise VitaError(f"{task.name}: loss became {loss.item()} at step {step}; "
-                        f"try a lower learning rate ({task.name}.lr=...)")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    k = tcfg.grad_accum
+    terms: dict = {}
+    for part in micro_batches(sampler.next(), k):
+        with autocast(device, tcfg.precision):
+            out = task.loss(part, device)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise VitaError(f"{task.name}: loss became {loss.item()} at step {step}; "
+                            f"try a lower learning rate ({task.name}.lr=...)")
+        (loss / k if k > 1 else loss).backward()
+        for name, value in out.items():
+            if k > 1 and torch.is_tensor(value) and value.dim() == 0:
+                terms[name] = terms.get(name, 0.0) + value.detach().float() / k
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
     optimizer.step()
-    return out, lr, grad_norm
+    return (terms if k > 1 else out), lr, grad_norm
 
 
 def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,

@@ -37,7 +37,8 @@ from vita_mini.infer.schedule import own_mode
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
 from vita_mini.model.teacher_forced import mctp_losses
-from vita_mini.runs import SpeechLM, load_speech_lm, require_same_interleave, stage_dir, stage_name
+from vita_mini.runs import (SpeechLM, load_speech_lm, report_voice, require_same_interleave, stage_dir,
+                            stage_name)
 from vita_mini.train.loop import decay_groups
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
 
@@ -118,7 +119,7 @@ class MCTPTask:
             metrics["tts"] = {"vanilla": {k: stage1[f"tts_{k}"] for k in ("judge_cer", "copy_cer", "self_cer")}}
             for mode in report_modes(self.cfg.alignment_data.ratio):
                 tts = tts_judge_cer(llm, self.codec, self.judge, self.data.test_texts,
-                                    self.cfg.synth.assistant_voice, mctp=mctp, schedule=mode)
+                                    report_voice(self.cfg, self.codec), mctp=mctp, schedule=mode)
                 metrics["tts"][mode] = {k: tts[k] for k in ("judge_cer", "copy_cer", "self_cer")}
         return metrics
 

@@ -27,9 +27,13 @@ import torch
 
 from vita_mini.checkpoint import save_json
 from vita_mini.config import Config
-from vita_mini.runs import checkpoint_path, stage_dir
+from vita_mini.errors import VitaError
+from vita_mini.runs import checkpoint_path, stage_dir, stage_state
+from vita_mini.shards import remove_token_shards
+from vita_mini.train.compile import compile_blocks
 from vita_mini.train.eta import StageClock
-from vita_mini.train.loop import StageTask, precision_kind, train
+from vita_mini.train.loop import StageTask, make_sampler, precision_kind, train
+from vita_mini.train.memory import estimate_memory, format_bytes
 from vita_mini.train.mctp_stages import MCTPTask
 from vita_mini.train.stage0 import Stage0Task
 from vita_mini.train.stage1 import Stage1Task
@@ -63,19 +67,40 @@ def run_stage(cfg: Config, stage: int, device: torch.device, resume: bool = Fals
     says how long the stage will take here, and ``later_stages`` (train/eta.py) after it."""
     t0 = time.perf_counter()
     folder = stage_dir(cfg, stage)
+    if stage == 0 and not (resume and stage_state(cfg, 0)):
+        remove_token_shards(folder)  # made by the codec this stage is about to change
     task = build_task(cfg, stage, device, log)
+    if cfg.compile:
+        log(f"torch.compile: {compile_blocks(task.model)} blocks (compiled on their first call)")
     log(task.summary())
     save_json(os.path.join(folder, "config.json"), cfg.to_dict())
     tcfg = getattr(cfg, task.name)
+    log(memory_estimate(task, cfg, tcfg, device).describe())
     clock = StageClock(cfg, stage, precision_kind(device, tcfg.precision), later_stages)
     result = train(task, cfg, tcfg, checkpoint_path(cfg, stage), device,
                    resume=resume, stop_after=stop_after, log=log, clock=clock)
     if not result.finished:
         return None
     metrics = {"step": result.step, **(result.evals[-1] if result.evals else {})}
+    if device.type == "cuda":
+        metrics["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+        log(f"{task.name}: peak memory measured {format_bytes(metrics['peak_memory_bytes'])}")
     metrics["train_seconds"] = time.perf_counter() - t0
     metrics.update(task.report(device, folder))
     metrics["wall_seconds"] = time.perf_counter() - t0
     save_json(os.path.join(folder, "metrics.json"), metrics)
     log(task.format_report(metrics))
     return metrics
+
+
+def memory_estimate(task, cfg: Config, tcfg, device: torch.device):
+    """train/memory.py's estimate for this stage, counted on the first micro-batch; a forward
+    pass that does not fit on the device is one clear line."""
+    task.model.to(device)
+    try:
+        return estimate_memory(task, tcfg, make_sampler(task, tcfg, cfg.seed), device)
+    except torch.OutOfMemoryError:
+        raise VitaError(f"{task.name}: one micro-batch of {tcfg.batch_size // tcfg.grad_accum} "
+                        f"does not fit on {device} even for the forward pass; lower "
+                        f"{task.name}.batch_size or raise {task.name}.grad_accum") from None
+

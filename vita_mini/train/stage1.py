@@ -6,8 +6,8 @@ weights (there is no pretrained Qwen to download), so the text data also teaches
 
     data    the stage-0 codec turns every corpus utterance into 25 Hz codes once (cached beside
             stage 0's checkpoint, vita_mini/codes.py alignment_data, for stages 1-4); samples are
-            ASR (every voice), TTS (interleaved [1, 10, 4, 10], the assistant's voice only) and
-            text (data/alignment.py), mixed by cfg.alignment_data
+            ASR (every voice), TTS (interleaved [1, 10, 4, 10], the assistant's voice only; every
+            voice of a real corpus) and text (data/alignment.py), mixed by cfg.alignment_data
     loss    next-token cross-entropy on the assistant's tokens only, over packed rows
     report  ASR CER on test utterances, TTS judge CER (generate -> decode -> judge) on test
             sentences, and accuracy on held-out text questions (eval/tasks.py)
@@ -27,11 +27,11 @@ from vita_mini.data.samples import noisy_inputs, pack
 from vita_mini.eval.tasks import asr_cer, text_qa_accuracy, tts_judge_cer
 from vita_mini.model.llm import LLM
 from vita_mini.model.teacher_forced import lm_loss
-from vita_mini.runs import stage_name
+from vita_mini.runs import report_voice, stage_name
 from vita_mini.train.loop import decay_groups
 from vita_mini.vocab import AUDIO_OFFSET, IGNORE, vocab_size
 
-SECTIONS = ["seed", "world", "synth", "audio", "codec", "judge", "llm", "alignment_data", "stage1"]
+SECTIONS = ["seed", "corpus", "world", "synth", "audio", "codec", "judge", "llm", "alignment_data", "stage1"]
 
 
 class Stage1Task:
@@ -80,7 +80,7 @@ class Stage1Task:
                 + ", ".join(f"{k} {len(v)}" for k, v in self.data.samples.items()))
 
     def report(self, device: torch.device, folder: str) -> dict:
-        return stage1_report(self.model, self.codec, self.judge, self.data, self.cfg.synth.assistant_voice)
+        return stage1_report(self.model, self.codec, self.judge, self.data, report_voice(self.cfg, self.codec))
 
     def format_report(self, m: dict) -> str:
         lines = ["stage 1 results (test split, greedy decoding):",

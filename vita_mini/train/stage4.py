@@ -39,7 +39,7 @@ from vita_mini.infer.engine import Engine
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
 from vita_mini.model.teacher_forced import head_cross_entropy, lm_loss, mctp_losses
-from vita_mini.runs import SpeechLM, load_speech_lm, require_same_interleave, stage_name
+from vita_mini.runs import SpeechLM, load_speech_lm, report_voice, require_same_interleave, stage_name
 from vita_mini.train.loop import decay_groups
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
 
@@ -121,7 +121,7 @@ class Stage4Task:
 
     def report(self, device: torch.device, folder: str) -> dict:
         """Spoken QA in Vanilla on seen and text-only facts, and the speech-to-speech ceiling."""
-        sqa, voice = self.data.sqa, self.cfg.synth.assistant_voice
+        sqa, voice = self.data.sqa, report_voice(self.cfg, self.codec)
         report = spoken_qa_report(Engine(self.model.llm, self.model.mctp), self.codec, self.judge,
                                   sqa.test_seen, sqa.test_text, voice)
         report["seen"]["s2s_ceiling"] = s2s_ceiling(self.codec, self.judge, sqa.test_seen, voice)
