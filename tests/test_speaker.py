@@ -9,7 +9,7 @@ import torch
 import generate
 from vita_mini.audio.codec import AudioCodec
 from vita_mini.audio.features import SILENCE, LogMel
-from vita_mini.audio.speaker import SpeakerEncoder
+from vita_mini.audio.speaker import SpeakerEncoder, speaker_contrast
 from vita_mini.audio.wav import write_wav
 from vita_mini.config import get_config
 from vita_mini.data.corpus import speak_all
@@ -80,6 +80,18 @@ def test_mean_pooling_forgets_the_order_and_the_length():
     e, e_swapped, e_twice = (encoder(m[None])[0] for m in (mel, swapped, twice))
     cosine = torch.nn.functional.cosine_similarity
     assert cosine(e, e_swapped, dim=0) > 0.99 and cosine(e, e_twice, dim=0) > 0.99
+
+
+def test_speaker_contrast_rewards_recordings_of_one_speaker_that_lie_together():
+    a, b = torch.eye(4)[:2] * 3  # two directions
+    embeddings = torch.stack([a, a, b, b])  # [4, C]
+    grouped = torch.tensor([0, 0, 1, 1])
+    mixed = torch.tensor([0, 1, 0, 1])
+    same = lambda speakers: speakers[:, None] == speakers[None, :]  # noqa: E731
+    assert speaker_contrast(embeddings, same(grouped)) < 0.01 < 5 < speaker_contrast(embeddings, same(mixed))
+    lonely = torch.tensor([0, 0, 1, 2])  # speakers 1 and 2 have no other recording: their rows do not count
+    assert speaker_contrast(embeddings, same(lonely)) < 0.01
+    assert speaker_contrast(embeddings, same(torch.arange(4))) == 0
 
 
 def test_voice_id_codec_keeps_its_keys_and_refuses_a_reference():

@@ -7,10 +7,12 @@ corpus (data/real_corpora.py). It lives in its own file so that the readers of r
 the toy corpus can both build one, and ``corpus.load_corpus`` can choose between them, without
 an import cycle.
 
-The whole corpus is held in memory as int16 (16 kHz: about 115 MB an hour). That is right for
-the toy world and for a few hours of real speech; for hundreds of hours (LibriSpeech's 960) the
-audio would have to stay on disk, as a memory-mapped ``.npy`` of the samples beside the offsets
-(``np.load(..., mmap_mode="r")``, which a ``.npz`` does not allow), read an utterance at a time.
+On disk a corpus is two files: ``<name>.npz`` (texts, speakers, splits, offsets) and
+``<name>.audio.npy``, the int16 samples (16 kHz: about 115 MB an hour), which a loaded corpus
+reads memory-mapped (``np.load(..., mmap_mode="r")``, which a ``.npz`` does not allow): an
+utterance is read from disk when it is asked for, so hours of speech need not fit in memory.
+(A cache written before the split, with the audio inside the ``.npz``, still loads, in memory.)
+Building a corpus still holds its audio in memory once, while it is read or synthesized.
 """
 
 from __future__ import annotations
@@ -64,23 +66,44 @@ class Corpus:
                                 self.speaker_names)
 
 
-def save_corpus(corpus: Corpus, path: str) -> None:
-    """Write ``corpus`` to ``path`` atomically (a temporary file renamed over it)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    names = {} if corpus.speaker_names is None else {"speaker_names": np.array(corpus.speaker_names)}
-    np.savez(tmp, texts=np.array(corpus.texts), speakers=corpus.speakers, splits=corpus.splits,
-             audio=corpus.audio, offsets=corpus.offsets, **names)
+def audio_path(path: str) -> str:
+    """Where the samples of the corpus cached at ``path`` (``<name>.npz``) are kept."""
+    return path[:-len(".npz")] + ".audio.npy" if path.endswith(".npz") else path + ".audio.npy"
+
+
+def _save_atomic(path: str, save) -> None:
+    """``save(f)`` into a temporary file in the same folder, then renamed onto ``path``."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        save(f)
     os.replace(tmp, path)
 
 
+def save_corpus(corpus: Corpus, path: str) -> None:
+    """Write ``corpus`` to ``path`` and its samples beside it, each atomically (the samples first:
+    a corpus file on disk always has its samples)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    names = {} if corpus.speaker_names is None else {"speaker_names": np.array(corpus.speaker_names)}
+    _save_atomic(audio_path(path), lambda f: np.save(f, np.asarray(corpus.audio, dtype=np.int16)))
+    _save_atomic(path, lambda f: np.savez(f, texts=np.array(corpus.texts), speakers=corpus.speakers,
+                                          splits=corpus.splits, offsets=corpus.offsets, **names))
+
+
 def load_cached(path: str, build, what: str = "the speech corpus", log=print) -> Corpus:
-    """The corpus cached at ``path``; built by ``build()`` and saved there first if missing."""
+    """The corpus cached at ``path`` (its samples memory-mapped); built by ``build()`` and saved
+    there first if missing."""
     if os.path.exists(path):
         with np.load(path, allow_pickle=False) as f:
             names = [str(n) for n in f["speaker_names"]] if "speaker_names" in f.files else None
-            return Corpus([str(t) for t in f["texts"]], f["speakers"], f["splits"].astype(str),
-                          f["audio"], f["offsets"], names)
+            if "audio" in f.files:  # written before the samples had a file of their own
+                audio = f["audio"]
+            elif os.path.exists(audio_path(path)):
+                audio = np.load(audio_path(path), mmap_mode="r")
+            else:
+                audio = None
+            if audio is not None:
+                return Corpus([str(t) for t in f["texts"]], f["speakers"], f["splits"].astype(str),
+                              audio, f["offsets"], names)
     log(f"building {what} (not cached yet): {path}")
     corpus = build()
     save_corpus(corpus, path)

@@ -79,12 +79,16 @@ class Stage0Task:
         torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
         self.model = AudioModels(cfg)
         logmel = LogMel(cfg.audio)
-        with torch.no_grad():  # [n_mels, F_u] per utterance, computed once, kept on the CPU
-            self.mels = [logmel(torch.from_numpy(corpus.wav(u))[None])[0] for u in range(len(corpus))]
+        if cfg.corpus.kind == "toy":
+            with torch.no_grad():  # [n_mels, F_u] per utterance, computed once, kept on the CPU
+                self.mels = [logmel(torch.from_numpy(corpus.wav(u))[None])[0] for u in range(len(corpus))]
+        else:  # hours of real speech: 32 kB of log-mel a second would not fit in memory
+            self.mels = MelsOnDemand(corpus, logmel)
         self.train_ids = corpus.indices("train")
         self.val_ids = corpus.indices("val")
         self.n_train = len(self.train_ids)
-        self.lengths = [self.mels[u].shape[-1] for u in self.train_ids]  # frames, for length buckets
+        frames = (corpus.offsets[1:] - corpus.offsets[:-1]) // cfg.audio.hop_length  # [U] (LogMel's)
+        self.lengths = [int(frames[u]) for u in self.train_ids]  # for length buckets
         self.by_voice = defaultdict(list)  # (split, speaker) -> its utterances, ascending
         for u in range(len(corpus)):
             self.by_voice[corpus.splits[u], corpus.speakers[u]].append(u)
@@ -203,6 +207,18 @@ class Stage0Task:
         for ex in m["examples"][:2]:
             lines.append(f"  e.g. {ex['text']!r} -> resynth -> judge -> {ex['judge_on_resynth']!r}")
         return "\n".join(lines)
+
+
+class MelsOnDemand:
+    """``mels[u]``: the log-mel [n_mels, F_u] of corpus utterance u, computed when a batch asks
+    for it (a real corpus; the toy one keeps them all, computed once)."""
+
+    def __init__(self, corpus: Corpus, logmel: LogMel):
+        self.corpus, self.logmel = corpus, logmel
+
+    def __getitem__(self, u: int) -> torch.Tensor:
+        with torch.no_grad():
+            return self.logmel(torch.from_numpy(self.corpus.wav(u))[None])[0]
 
 
 @torch.no_grad()
