@@ -32,7 +32,8 @@ trained with ``codec.voice=id`` (the default) knows only the built-in voice ids:
 for resynth, the assistant's voice for tts and chat. A run trained with
 ``codec.voice=reference`` (pass the override, as every override the run was trained with) speaks
 in the voice of a recording, ``--voice-wav FILE`` (its first ``codec.reference_seconds``; at least
-0.5 s of sound); resynth without it keeps the input's own voice.
+0.5 s of sound); without it, resynth keeps the input's own voice, and tts and chat speak in the
+assistant's, as the stages' reports do.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from vita_mini.infer.engine import Engine
 from vita_mini.infer.sampling import Sampling
 from vita_mini.infer.schedule import describe, own_mode, parse_schedule, step_note
 from vita_mini.infer.stream import TextPiece, stream_events
-from vita_mini.runs import load_audio_models, load_speech_lm, pick_device, trained_interleave
+from vita_mini.runs import load_audio_models, load_speech_lm, pick_device, report_voice, trained_interleave
 from vita_mini.vocab import (CHARSET, SPOKEN_ANSWER_INSTRUCTION, TTS_INSTRUCTION, prompt_tokens, text_ids,
                              user_audio, vocab_size)
 
@@ -161,7 +162,7 @@ def main(argv=None) -> int:
             print(f"{len(codes)} tokens at {codec.token_hz:g} Hz:")
             print(" ".join(map(str, codes)))
         elif args.task == "resynth":
-            write_wav(out, codec.decode(codec.encode(wav.to(device)), decoder_voice(codec, voice, device)))
+            write_wav(out, codec.decode(codec.encode(wav.to(device)), decoder_voice(codec, voice, cfg, device)))
             print(f"wrote {out}")
         else:
             print(judge.transcribe(wav.to(device)))
@@ -173,10 +174,10 @@ def read_input_audio(path: str, cfg):
     return load_audio(path, cfg.audio.sample_rate, min_samples=cfg.audio.hop_length * cfg.codec.downsample)
 
 
-def pick_voice(args, cfg, voice_id: int, own: tuple[str, torch.Tensor] | None = None) -> int | torch.Tensor:
+def pick_voice(args, cfg, voice_id: int, own: tuple[str, torch.Tensor] | None = None) -> int | torch.Tensor | None:
     """The voice a speaking task decodes in, checked before any model is loaded. codec.voice=id:
     ``voice_id`` (--voice-wav refused); codec.voice=reference: the waveform of --voice-wav, else
-    ``own`` (resynth: the input's (path, waveform)), else one line asking for --voice-wav."""
+    ``own`` (resynth: the input's (path, waveform)), else None: the reports' voice (runs.py)."""
     if cfg.codec.voice == "id":
         if args.voice_wav:
             raise VitaError(f"--voice-wav {args.voice_wav}: this run's decoder knows only voice ids "
@@ -188,8 +189,7 @@ def pick_voice(args, cfg, voice_id: int, own: tuple[str, torch.Tensor] | None = 
     if args.voice_wav:
         return voice_reference(args.voice_wav, load_audio(args.voice_wav, cfg.audio.sample_rate), cfg)
     if own is None:
-        raise VitaError(f"--task {args.task}: this run's decoder speaks in the voice of a recording "
-                        f"(codec.voice=reference); give --voice-wav FILE")
+        return None
     return voice_reference(*own, cfg, note=" (without --voice-wav, resynth keeps its input's voice)")
 
 
@@ -206,9 +206,11 @@ def voice_reference(path: str, wav: torch.Tensor, cfg, note: str = "") -> torch.
     return wav
 
 
-def decoder_voice(codec, voice: int | torch.Tensor, device) -> int | torch.Tensor:
-    """What ``codec.decode`` is told: the voice id, or the reference's speaker embedding [1, C],
-    computed once here rather than again for every chunk."""
+def decoder_voice(codec, voice: int | torch.Tensor | None, cfg, device) -> int | torch.Tensor:
+    """What ``codec.decode`` is told: the voice id, or the speaker embedding [1, C] of the reference
+    (None: the reports' voice), computed once here rather than again for every chunk."""
+    if voice is None:
+        return report_voice(cfg, codec)
     if not torch.is_tensor(voice):
         return voice
     with torch.no_grad():
@@ -289,7 +291,7 @@ def run_llm_task(args, cfg) -> int:
                   f"(--mode picks another)")
         elif note := step_note(args.mode, interleave):
             print(note)
-    voice = decoder_voice(codec, voice, device)
+    voice = decoder_voice(codec, voice, cfg, device)
     stream_answer(Engine(model, mctp), prompt, schedule, sampling, codec, voice, out)
     return 0
 

@@ -20,9 +20,9 @@ told is ``codec.voice``:
 
     "id"         a learned vector per built-in voice (the toy world's six): ``decode(codes, speaker=k)``
     "reference"  the vector the speaker encoder (audio/speaker.py) computes from a short recording
-                 of the voice, at most ``codec.reference_seconds`` of it: any speaker, also one
-                 never heard in training: ``decode(codes, wav)``, a waveform [N] at 16 kHz, or
-                 ``decode(codes, codec.speaker_embedding(wav))``, its embedding [1, C], computed once
+                 of the voice, at most ``codec.reference_seconds`` of it, so a corpus of many
+                 speakers needs no table of them: ``decode(codes, wav)``, a waveform [N] at 16 kHz,
+                 or ``decode(codes, codec.speaker_embedding(wav))``, its embedding [1, C], computed once
 
 The encoder also reads a *smoothed* log-mel: each frame is projected onto its first
 ``codec.lifter`` cepstral (DCT) coefficients, the classic liftering behind MFCCs. That keeps the

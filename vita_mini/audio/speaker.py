@@ -18,13 +18,16 @@ trains this encoder jointly with the codec (train/stage0.py), on a reference tha
 *another* recording of the same speaker, so that the vector cannot carry the words being
 reconstructed. Two losses reach it: the decoder's mel loss, and ``speaker_contrast``, which tells
 it, as the d-vector's speaker classification does, which recordings of a batch share a speaker.
-The mel loss alone was not enough: on the quick preset the embeddings of two speakers stayed as
-alike as those of one (cosine 0.98 against 1.00), the tokens took on the voice instead and the
-codec's CER rose from 0.8% to 60% (tutorials/00_speech_and_tokens.md).
+The mel loss alone taught it little: at the quick preset the embeddings of two speakers stayed
+almost as alike as two of one speaker's (cosine 0.81 against 1.00; with the contrast, -0.40), and
+the decoder rebuilt the mel less well (L1 0.229 against 0.208; tutorials/00_speech_and_tokens.md).
 
     reference wav [N] -> first codec.reference_seconds -> log-mel [B, n_mels, F]   (100 frames/s)
-      -> conv, stride 4 -> ResBlocks -> h [B, C, F/4]     local features, one per 40 ms
-      -> mean over the real frames -> [B, C] -> LayerNorm -> speaker embedding [B, C]
+      -> conv, stride 4 -> ResBlock -> h [B, C/2, F/4]     local features, one per 40 ms
+      -> mean over the real frames -> [B, C/2] -> Linear -> LayerNorm -> speaker embedding [B, C]
+
+Half the decoder's width is enough to tell voices apart, and keeps the encoder cheap: it runs
+twice per training step, on the references and on the utterances themselves (for the contrast).
 
 Why a mean over the whole recording keeps *who* and loses *what*: the voice is in every frame
 alike (the pitch range, the spacing of the formants that the length of the vocal tract sets,
@@ -51,19 +54,20 @@ class SpeakerEncoder(nn.Module):
 
     def __init__(self, n_mels: int, channels: int, downsample: int = 4, n_blocks: int = 1):
         super().__init__()
-        self.downsample = downsample
-        self.frames = nn.Sequential(downsampler(n_mels, channels, downsample),
-                                    *[ResBlock(channels) for _ in range(n_blocks)])
+        self.downsample, width = downsample, channels // 2
+        self.frames = nn.Sequential(downsampler(n_mels, width, downsample),
+                                    *[ResBlock(width) for _ in range(n_blocks)])
+        self.out = nn.Linear(width, channels)
         self.norm = nn.LayerNorm(channels)
 
     def forward(self, mel: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         """mel [B, n_mels, F], padded after ``frames`` [B] real frames (default: none padded)."""
-        h = self.frames(mel)  # [B, C, F // downsample]
+        h = self.frames(mel)  # [B, C / 2, F // downsample]
         steps = torch.full((h.shape[0],), h.shape[-1], device=h.device) if frames is None \
             else frames // self.downsample  # [B] real steps
         mask = length_mask(steps, h.shape[-1])[:, None, :].to(h.dtype)  # [B, 1, F // downsample]
-        pooled = (h * mask).sum(-1) / mask.sum(-1).clamp_min(1)  # [B, C]: mean over time
-        return self.norm(pooled)
+        pooled = (h * mask).sum(-1) / mask.sum(-1).clamp_min(1)  # [B, C / 2]: mean over time
+        return self.norm(self.out(pooled))  # [B, C]
 
 
 def speaker_contrast(embeddings: torch.Tensor, same: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
