@@ -2,7 +2,6 @@
 
 import math
 import re
-import time
 
 import pytest
 import torch
@@ -389,7 +388,6 @@ def test_overfits_one_batch():
     model = LLM(cfg, V)
     tokens = torch.randint(0, V, (4, 32))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    t0 = time.time()
     for step in range(400):
         logits, _ = model(tokens[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, V), tokens[:, 1:].reshape(-1))
@@ -399,4 +397,3 @@ def test_overfits_one_batch():
         if loss.item() < 0.1:
             break
     assert loss.item() < 0.1, f"loss {loss.item():.3f} after {step + 1} steps"
-    assert time.time() - t0 < 20
