@@ -25,8 +25,8 @@ With ``codec.voice=reference`` the decoder is told the voice by the speaker enco
 training split; the utterance itself only for a speaker with no other), cut to
 ``codec.reference_seconds``: a reference that shared the words being reconstructed would let the
 decoder read them from it instead of from the tokens. Training draws a new reference each time
-(from torch's generator, so a resumed run draws the same ones); validation and the report take
-a fixed one. One more term joins the loss, ``speaker_contrast`` (audio/speaker.py) on the
+(seeded by the batch, so a resumed run draws the same ones); validation and the report take a
+fixed one. One more term joins the loss, ``speaker_contrast`` (audio/speaker.py) on the
 embeddings of each utterance and of its reference, so the encoder learns early which recordings
 share a voice. The report adds how alike the embeddings of two recordings are, by the same
 speaker and by two different ones.
@@ -41,6 +41,7 @@ from collections import defaultdict
 from dataclasses import asdict
 from itertools import combinations
 
+import numpy as np
 import torch
 
 from vita_mini.audio.codec import pad_mels
@@ -107,18 +108,21 @@ class Stage0Task:
         one's speaker (reference; a random one if ``draw``), with gradients when they are enabled."""
         if self.cfg.codec.voice == "id":
             return torch.as_tensor(self.corpus.speakers[utterances], dtype=torch.long).to(device)
-        return self.embed([self.reference_of(u, draw) for u in utterances], device)
+        # drawn from a generator seeded by the batch itself: a resumed run draws the same, and
+        # torch's generator (VQ restarts, the judge's augmentation) runs as in a voice-id run
+        rng = np.random.default_rng([self.cfg.seed % 2**32, *utterances]) if draw else None
+        return self.embed([self.reference_of(u, rng) for u in utterances], device)
 
-    def reference_of(self, u: int, draw: bool) -> int:
+    def reference_of(self, u: int, rng: np.random.Generator | None = None) -> int:
         """Another utterance by u's speaker, from u's split, else from the training split, else u:
-        the first after u (cyclic), or a random one if ``draw``."""
+        the first after u (cyclic), or one drawn by ``rng``."""
         speaker = self.corpus.speakers[u]
         for pool in (self.by_voice[self.corpus.splits[u], speaker], self.by_voice["train", speaker]):
             j = bisect_left(pool, u)  # u's place in the pool: pool[j] is u, or the first after it
             has_u = j < len(pool) and pool[j] == u
             n = len(pool) - has_u  # the others
             if n:
-                k = int(torch.randint(n, ())) if draw else j % n  # k-th of the others
+                k = int(rng.integers(n)) if rng is not None else j % n  # k-th of the others
                 return pool[k + (has_u and k >= j)]
         return u
 
