@@ -18,9 +18,10 @@ trains this encoder jointly with the codec (train/stage0.py), on a reference tha
 *another* recording of the same speaker, so that the vector cannot carry the words being
 reconstructed. Two losses reach it: the decoder's mel loss, and ``speaker_contrast``, which tells
 it, as the d-vector's speaker classification does, which recordings of a batch share a speaker.
-The mel loss alone taught it little: at the quick preset the embeddings of two speakers stayed
-almost as alike as two of one speaker's (cosine 0.81 against 1.00; with the contrast, -0.40), and
-the decoder rebuilt the mel less well (L1 0.229 against 0.208; tutorials/00_speech_and_tokens.md).
+The mel loss alone taught it too little: at the quick preset the embeddings of two speakers
+stayed almost as alike as two of one speaker's (cosine 0.69 against 1.00; with the contrast,
+-0.30), two of the four voices merged into one, and a soprano's reference came out 33 Hz lower
+(tutorials/00_speech_and_tokens.md).
 
     reference wav [N] -> first codec.reference_seconds -> log-mel [B, n_mels, F]   (100 frames/s)
       -> conv, stride 4 -> ResBlock -> h [B, C/2, F/4]     local features, one per 40 ms
