@@ -22,7 +22,7 @@ def test_estimate_is_within_a_quarter_of_the_measured_peak(copy_tiny_run, tmp_pa
     estimate = estimate_memory(task, tcfg, sampler, device)
     weights = sum(p.numel() * p.element_size() for p in task.model.parameters())
     measured = weights + measure_peak_cpu(
-        lambda: train_step(task, task.model, optimizer, sampler, tcfg, 0, device))
+        lambda: train_step(task, optimizer, sampler, tcfg, 0, device))
     assert estimate.trainable_parameters == sum(p.numel() for p in task.model.parameters()
                                                 if p.requires_grad)
     assert 0.75 <= estimate.peak / measured <= 1.25, (estimate.describe(), measured)

@@ -198,7 +198,7 @@ def test_gradient_accumulation_matches_the_whole_batch():
     for k in (1, 4):
         torch.manual_seed(0)
         task, tcfg = _Regression(), TrainConfig(steps=1, batch_size=8, grad_accum=k, grad_clip=1e9)
-        out, _, _ = train_step(task, task.model, make_optimizer(task, tcfg), BatchSampler(16, 8, seed=1),
+        out, _, _ = train_step(task, make_optimizer(task, tcfg), BatchSampler(16, 8, seed=1),
                                tcfg, 0, torch.device("cpu"))
         grads[k] = [p.grad.clone() for p in task.model.parameters()]
         terms[k] = float(out["loss"])

@@ -12,11 +12,16 @@ quantizer inside a Whisper encoder and trains it with the ASR objective. This is
 * commitment loss ||z - sg(e_k)||^2 keeps the encoder close to the codebook;
 * dead-code restart: an entry whose running count falls below a threshold is moved onto a random
   encoder vector of the current batch, so the whole codebook stays in use.
+
+Under torchrun (train/distributed.py) each rank sees only its share of the batch, so the EMA
+statistics (counts and sums per entry) are added up over the ranks before the update, and the
+random picks of the first batch and of restarts are rank 0's: every rank holds one codebook.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -69,12 +74,15 @@ class VectorQuantizer(nn.Module):
         self.ema_sum.copy_(flat[picks])
         self.ema_count.fill_(1.0)
         self.initialized.fill_(True)
+        _from_rank_0(self.codebook, self.ema_sum)
 
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
         onehot = F.one_hot(codes, self.codebook_size).type_as(flat)  # [N, K]
-        self.ema_count.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
-        self.ema_sum.mul_(self.decay).add_(onehot.t() @ flat, alpha=1 - self.decay)
+        counts, sums = onehot.sum(0), onehot.t() @ flat  # [K], [K, D]
+        _sum_over_ranks(counts, sums)
+        self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         # Laplace smoothing keeps rarely used entries from dividing by ~0
         total = self.ema_count.sum()
         count = (self.ema_count + self.eps) / (total + self.codebook_size * self.eps) * total
@@ -84,13 +92,31 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _restart_dead_codes(self, flat: torch.Tensor) -> None:
         dead = self.ema_count < self.dead_threshold  # [K]
-        n_dead = int(dead.sum())
-        if n_dead == 0 or flat.shape[0] == 0:
+        n_dead = int(dead.sum())  # the same on every rank: the counts are summed over ranks
+        if n_dead == 0:
             return
-        picks = torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)
-        self.codebook[dead] = flat[picks]
-        self.ema_sum[dead] = flat[picks]
+        if flat.shape[0] > 0:
+            picks = torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)
+            self.codebook[dead] = flat[picks]
+            self.ema_sum[dead] = flat[picks]
         self.ema_count[dead] = 1.0
+        _from_rank_0(self.codebook, self.ema_sum)
+
+
+def _several_ranks() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _sum_over_ranks(*tensors: torch.Tensor) -> None:
+    if _several_ranks():
+        for tensor in tensors:
+            dist.all_reduce(tensor)
+
+
+def _from_rank_0(*tensors: torch.Tensor) -> None:
+    if _several_ranks():
+        for tensor in tensors:
+            dist.broadcast(tensor, src=0)
 
 
 def codebook_usage(codes: torch.Tensor, codebook_size: int) -> tuple[float, float]:

@@ -7,8 +7,11 @@ What the paper uses for all four stages (tutorials/paper.md §6): AdamW with bet
   multipliers), a loss on a list of training-item indices, and a validation function;
 * batches come from ``BatchSampler``, a seeded permutation per epoch whose position is part of
   the checkpoint, so ``--resume`` continues with exactly the batches it would have seen;
-* all training randomness (dropout, augmentation, VQ restarts) draws from torch's generator,
-  whose state is saved too: a resumed run matches an uninterrupted one step for step;
+* all training randomness (input noise, VQ restarts) draws from torch's generator, seeded
+  afresh for every micro-batch from (seed, step, micro-batch): a resumed run matches an
+  uninterrupted one step for step, with one process or several (train/distributed.py);
+* under torchrun each rank computes its share of every batch, DistributedDataParallel averages
+  the gradients, and rank 0 alone logs, evaluates and saves (train/distributed.py);
 * checkpoints are written atomically every ``checkpoint_every`` steps, at the end, and when the
   run is interrupted (Ctrl-C): an interrupted run loses nothing, a killed one loses at most the
   steps since its last checkpoint;
@@ -32,6 +35,8 @@ from vita_mini.config import Config, TrainConfig
 from vita_mini.errors import VitaError
 from vita_mini.checkpoint import (check_saved_config, load_checkpoint, load_state_strict,
                                   save_checkpoint)
+from vita_mini.train.distributed import (DataParallel, World, micro_batch_count, micro_seed,
+                                         resume_micro_batches)
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -175,10 +180,10 @@ def decay_groups(module: torch.nn.Module, lr_scale: float = 1.0) -> list[dict]:
             {"params": no_decay, "lr_scale": lr_scale, "weight_decay": 0.0}]
 
 
-def restore(task: StageTask, cfg: Config, checkpoint_path: str, model, optimizer, sampler: BatchSampler,
-            device: torch.device) -> tuple[int, list, list]:
-    """Put model, optimizer, sampler and random generators back where ``checkpoint_path`` left
-    them; (step, history, evals) so far. A checkpoint of another config is refused."""
+def restore(task: StageTask, cfg: Config, checkpoint_path: str, model, optimizer,
+            sampler: BatchSampler) -> dict:
+    """Put model, optimizer and sampler back where ``checkpoint_path`` left them; the payload's
+    other fields (step, history, evals, micro_batches). A checkpoint of another config is refused."""
     payload = load_checkpoint(checkpoint_path)
     check_saved_config(payload, cfg.to_dict(), task.config_sections, checkpoint_path)
     load_state_strict(model, payload["model"], checkpoint_path)
@@ -187,10 +192,7 @@ def restore(task: StageTask, cfg: Config, checkpoint_path: str, model, optimizer
     except (KeyError, ValueError) as exc:
         raise VitaError(f"checkpoint '{checkpoint_path}' has an optimizer state that does not fit ({exc})") from None
     sampler.load_state_dict(payload["sampler"])
-    torch.set_rng_state(payload["rng"]["torch"])
-    if device.type == "cuda" and payload["rng"].get("cuda") is not None:
-        torch.cuda.set_rng_state(payload["rng"]["cuda"])
-    return payload["step"], payload["history"], payload["evals"]
+    return payload
 
 
 def micro_batches(indices: list[int], n: int) -> list[list[int]]:
@@ -199,89 +201,107 @@ def micro_batches(indices: list[int], n: int) -> list[list[int]]:
     return [indices[i * size:(i + 1) * size] for i in range(n)]
 
 
-def train_step(task: StageTask, model, optimizer, sampler: BatchSampler, tcfg: TrainConfig, step: int,
-               device: torch.device) -> tuple[dict, float, torch.Tensor]:
+def train_step(task: StageTask, optimizer, sampler: BatchSampler, tcfg: TrainConfig, step: int,
+               device: torch.device, seed: int = 0,
+               parallel: DataParallel | None = None) -> tuple[dict, float, torch.Tensor]:
     """One optimizer step at the schedule's learning rate: (the loss's terms, lr, grad norm),
     left as tensors so that a GPU is not waited for at every step.
 
-    With ``tcfg.grad_accum`` = k > 1 the batch is cut into k micro-batches, each loss scaled by
-    1/k and its gradients added up before the one optimizer step, so the batch a step learns from
-    stays ``batch_size`` while only a k-th of it is in memory at a time. (Each stage's loss is a
-    mean over its micro-batch's target tokens, so this equals the whole batch's mean only when the
-    micro-batches hold equally many; packed rows nearly do.) The terms returned are then the
-    micro-batches' means."""
-    model.train()
+    The batch is cut into micro-batches (``tcfg.grad_accum`` of them in one process; under
+    torchrun ``parallel`` says how many and which are this rank's), each loss scaled by 1/(its rank's share) and its gradients added up
+    before the one optimizer step, so the batch a step learns from stays ``batch_size`` while
+    only a part of it is in memory at a time; with several ranks, DDP averages the ranks' sums
+    (train/distributed.py). (Each stage's loss is a mean over its micro-batch's target tokens,
+    so this equals the whole batch's mean only when the micro-batches hold equally many; packed
+    rows nearly do.) The terms returned are then the micro-batches' means, on this rank."""
+    task.model.train()
     lr = lr_at(step, tcfg)
     for group in optimizer.param_groups:
         group["lr"] = lr * group["lr_scale"]
     optimizer.zero_grad(set_to_none=True)
-    k = tcfg.grad_accum
+    parallel = parallel or DataParallel(task, device, World(), tcfg.grad_accum)
+    mine = parallel.mine(micro_batches(sampler.next(), parallel.micro_batches))
     terms: dict = {}
-    for part in micro_batches(sampler.next(), k):
-        with autocast(device, tcfg.precision):
-            out = task.loss(part, device)
-        loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise VitaError(f"{task.name}: loss became {loss.item()} at step {step}; "
-                            f"try a lower learning rate ({task.name}.lr=...)")
-        (loss / k if k > 1 else loss).backward()
+    for i, (j, part) in enumerate(mine):
+        torch.manual_seed(micro_seed(seed, step, j))
+        last = i == len(mine) - 1
+        with contextlib.nullcontext() if last else parallel.no_sync():
+            with autocast(device, tcfg.precision):
+                out = parallel.loss(part)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise VitaError(f"{task.name}: loss became {loss.item()} at step {step}; "
+                                f"try a lower learning rate ({task.name}.lr=...)")
+            (loss / len(mine)).backward()  # with several ranks, DDP all-reduces on the last one
         for name, value in out.items():
-            if k > 1 and torch.is_tensor(value) and value.dim() == 0:
-                terms[name] = terms.get(name, 0.0) + value.detach().float() / k
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            if torch.is_tensor(value) and value.dim() == 0:
+                terms[name] = terms.get(name, 0.0) + value.detach().float() / len(mine)
+    grad_norm = torch.nn.utils.clip_grad_norm_(task.model.parameters(), tcfg.grad_clip)
     optimizer.step()
-    return (terms if k > 1 else out), lr, grad_norm
+    return terms, lr, grad_norm
 
 
 def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,
           device: torch.device, resume: bool = False, stop_after: int | None = None,
-          log: Callable[[str], None] = print, clock=None) -> TrainResult:
+          log: Callable[[str], None] = print, clock=None, world: World = World()) -> TrainResult:
     """Train ``task`` for ``tcfg.steps`` steps, checkpointing to ``checkpoint_path``.
 
     ``stop_after``: stop after this many steps of *this* run, as if interrupted (a checkpoint is
     written; continue later with ``resume=True``). ``clock``: a train/eta.py ``StageClock``,
-    told of every step; what it says once (the time left) is printed."""
+    told of every step; what it says once (the time left) is printed. ``world``: this process's
+    rank among several (train/distributed.py); only rank 0 logs, evaluates and saves."""
     model = task.model.to(device)
     optimizer = make_optimizer(task, tcfg)
     sampler = make_sampler(task, tcfg, cfg.seed)
+    micro = micro_batch_count(tcfg.batch_size, tcfg.grad_accum, world, task.name)
     step, history, evals = 0, [], []
-    torch.manual_seed(cfg.seed)
     if resume:
-        step, history, evals = restore(task, cfg, checkpoint_path, model, optimizer, sampler, device)
+        payload = restore(task, cfg, checkpoint_path, model, optimizer, sampler)
+        step, history, evals = payload["step"], payload["history"], payload["evals"]
+        saved = payload.get("micro_batches", tcfg.grad_accum)  # older checkpoints: one process
+        micro = resume_micro_batches(saved, micro, world, task.name, checkpoint_path)
         log(f"resumed {task.name} from {checkpoint_path} at step {step}/{tcfg.steps}")
+    if world.size > 1:
+        log(f"{task.name}: {world.size} processes, each {micro // world.size} of the {micro} "
+            f"micro-batches of {tcfg.batch_size // micro} in every batch of {tcfg.batch_size}")
+    parallel = DataParallel(task, device, world, micro)
 
     def save() -> None:
-        rng = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}
-        save_checkpoint(checkpoint_path, {
-            "stage": task.name, "step": step, "finished": step >= tcfg.steps,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "sampler": sampler.state_dict(), "rng": rng, "config": cfg.to_dict(),
-            "history": history, "evals": evals})
+        if world.is_main:
+            save_checkpoint(checkpoint_path, {
+                "stage": task.name, "step": step, "finished": step >= tcfg.steps,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "sampler": sampler.state_dict(), "micro_batches": micro, "world_size": world.size,
+                "config": cfg.to_dict(), "history": history, "evals": evals})
 
     start_step, t0 = step, time.perf_counter()
-    bar = tqdm(total=tcfg.steps, initial=step, desc=task.name, dynamic_ncols=True, leave=True)
+    bar = tqdm(total=tcfg.steps, initial=step, desc=task.name, dynamic_ncols=True, leave=True,
+               disable=not world.is_main)
     try:
         while step < tcfg.steps:
             if stop_after is not None and step - start_step >= stop_after:
                 raise KeyboardInterrupt
-            out, lr, grad_norm = train_step(task, model, optimizer, sampler, tcfg, step, device)
+            out, lr, grad_norm = train_step(task, optimizer, sampler, tcfg, step, device, cfg.seed, parallel)
             step += 1
             bar.update(1)
-            if clock is not None and (message := clock.tick(step, tcfg.steps)):
+            if clock is not None and (message := clock.tick(step, tcfg.steps)) and world.is_main:
                 bar.write(message)
             if step % tcfg.log_every == 0 or step == tcfg.steps:
+                out = world.mean(out)  # every rank takes part; rank 0 keeps the record
                 history.append({"step": step, "lr": lr, "grad_norm": float(grad_norm),
-                                **{k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0}})
+                                **{k: float(v) for k, v in out.items()}})
                 bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", lr=f"{lr:.1e}")
             if step % tcfg.eval_every == 0 or step == tcfg.steps:
-                model.eval()
-                with torch.no_grad(), autocast(device, tcfg.precision):
-                    evals.append({"step": step, **task.evaluate(device)})
-                bar.write(f"[{task.name} step {step}] " + "  ".join(
-                    f"{k}={v:.4g}" for k, v in evals[-1].items() if k != "step"))
+                if world.is_main:
+                    model.eval()
+                    with torch.no_grad(), autocast(device, tcfg.precision):
+                        evals.append({"step": step, **task.evaluate(device)})
+                    bar.write(f"[{task.name} step {step}] " + "  ".join(
+                        f"{k}={v:.4g}" for k, v in evals[-1].items() if k != "step"))
+                world.barrier()  # the other ranks wait for rank 0's evaluation
             if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
                 save()
+                world.barrier()
     except KeyboardInterrupt:
         save()
         bar.close()

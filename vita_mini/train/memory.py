@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from vita_mini.train.loop import autocast, micro_batches
+from vita_mini.train.loop import autocast
 
 ADAMW_BYTES = 8  # exp_avg and exp_avg_sq, fp32
 GRAD_BYTES = 4
@@ -107,13 +107,16 @@ def untouched(model: torch.nn.Module):
             torch.cuda.set_rng_state_all(states[2])
 
 
-def estimate_memory(task, tcfg, sampler, device: torch.device) -> MemoryEstimate:
+def estimate_memory(task, tcfg, sampler, device: torch.device,
+                    micro_size: int | None = None) -> MemoryEstimate:
     """The estimate for ``task``'s training with ``tcfg``, activations counted on the micro-batch
-    the sampler will give first (the sampler is not advanced)."""
+    the sampler will give first (the sampler is not advanced). ``micro_size``: items per
+    micro-batch (default ``batch_size // grad_accum``; under torchrun, what each rank computes)."""
     parameters = list(task.model.parameters())
     trainable = [p for p in parameters if p.requires_grad]
     state = sampler.state_dict()
-    first = micro_batches(sampler.next(), tcfg.grad_accum)[0]
+    micro_size = micro_size or tcfg.batch_size // tcfg.grad_accum
+    first = sampler.next()[:micro_size]
     sampler.load_state_dict(state)
     n_trainable = sum(p.numel() for p in trainable)
     return MemoryEstimate(

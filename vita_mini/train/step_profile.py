@@ -101,13 +101,13 @@ def profile_stage(cfg, stage: int, device: torch.device, steps: int, warmup: int
     optimizer = make_optimizer(task, tcfg)
     sampler = make_sampler(task, tcfg, cfg.seed)
     for step in range(warmup):
-        train_step(task, model, optimizer, sampler, tcfg, step, device)
+        train_step(task, optimizer, sampler, tcfg, step, device)
     label_ranges(task)
     try:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             t0 = time.perf_counter()
             for step in range(warmup, warmup + steps):
-                train_step(task, model, optimizer, sampler, tcfg, step, device)
+                train_step(task, optimizer, sampler, tcfg, step, device)
             wall = time.perf_counter() - t0
     finally:
         for module in LAYOUT_USERS:
