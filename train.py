@@ -136,7 +136,13 @@ def train_stages(cfg, args, world: World) -> int:
     ensure_earlier_stages(cfg, args, stage, world)
     done = run_stage(cfg, stage, device, resume=args.resume, stop_after=args.stop_after,
                      later_stages=args.later_stages, world=world)
-    return 0 if done is not None else 1
+    return 0 if done is not None else stopped_early(world)
+
+
+def stopped_early(world: World) -> int:
+    """The exit code of a stage that stopped before it finished (a checkpoint is saved): 1, so
+    that ``--stage all`` knows; under torchrun 0, which reads any other code as a failed rank."""
+    return 1 if world.size == 1 else 0
 
 
 def run_all(cfg, args, world: World) -> int:
@@ -161,6 +167,7 @@ def run_all(cfg, args, world: World) -> int:
         if code == 1:
             print(f"stage {stage} stopped before it finished; run the same command again (without "
                   f"--restart) to continue from there")
+            return stopped_early(world)
         if code != 0:
             return code
     return 0
@@ -174,7 +181,7 @@ def run_one(cfg, stage: int, args, how: str, world: World, stop_after=None, late
         return run_in_fresh_process(stage, args, how, stop_after, later)
     done = run_stage(cfg, stage, pick_device(cfg.device), resume=how in ("--resume", "--eval"),
                      stop_after=stop_after, later_stages=later, world=world)
-    return 0 if done is not None else 1
+    return 0 if done is not None else 1  # run_all says so, then returns stopped_early(world)
 
 
 def run_in_fresh_process(stage: int, args, how: str, stop_after: int | None = None, later=()) -> int:

@@ -366,7 +366,44 @@ def _small() -> Config:
     return cfg
 
 
-PRESETS = {"tiny": _tiny, "quick": _quick, "toy": _toy, "small": _small}
+def _base() -> Config:
+    """Several GPUs (one node of 8, or several nodes) for days, on real speech, under torchrun
+    (train/distributed.py; README "Several GPUs"). Built on ``small``; nothing here was
+    measured on GPUs (README says what was).
+
+    * corpus: LibriTTS-R's two clean training sets, train-clean-100 and -360 (about 245 h and
+      1150 speakers). Building the corpus once holds its audio in memory as 16-bit samples
+      (about 28 GB here, on rank 0 only; train-other-500 would add 57 GB), so it stops there.
+    * codec: 4096 codes at 25 Hz (GLM-4-Voice has 16384 at 12.5 Hz), wider and deeper.
+    * LLM: 24 layers of 1024 with 16 query and 4 key/value heads (280M parameters), 2048
+      positions (80 s of audio); ten MCTP modules of one layer each.
+    * batches: ``batch_size`` is the global batch, the same whatever the number of GPUs;
+      ``grad_accum=8`` cuts it into 8 micro-batches, one per rank on 8 GPUs, two on 4, four on
+      2, so a run can move between machine sizes and continue exactly (a multiple of every
+      process count you may use).
+    """
+    cfg = _small()
+    cfg.preset = "base"
+    cfg.corpus.subsets = "train-clean-100,train-clean-360"
+    cfg.codec = CodecConfig(channels=512, n_blocks=8, code_dim=128, codebook_size=4096,
+                            voice="reference")
+    cfg.judge = JudgeConfig(channels=512, n_blocks=8)
+    cfg.stage0 = TrainConfig(steps=50000, batch_size=256, grad_accum=8, lr=1e-3, eval_every=5000,
+                             checkpoint_every=1000, length_buckets=True)
+    cfg.llm = LLMConfig(d_model=1024, n_layers=24, n_heads=16, n_kv_heads=4, d_ff=2816,
+                        max_seq_len=2048)
+    cfg.stage1 = TrainConfig(steps=60000, batch_size=256, grad_accum=8, lr=3e-4, eval_every=5000,
+                             checkpoint_every=1000)
+    cfg.stage2 = TrainConfig(steps=8000, batch_size=128, grad_accum=8, lr=1e-3, eval_every=2000,
+                             checkpoint_every=1000)
+    cfg.stage3 = TrainConfig(steps=12000, batch_size=128, grad_accum=8, lr=1e-3, eval_every=2000,
+                             checkpoint_every=1000)
+    cfg.stage4 = TrainConfig(steps=8000, batch_size=128, grad_accum=8, lr=1e-4, eval_every=2000,
+                             checkpoint_every=500)
+    return cfg
+
+
+PRESETS = {"tiny": _tiny, "quick": _quick, "toy": _toy, "small": _small, "base": _base}
 
 
 # sections renamed for what they hold: old name -> new name (older config.json files use the old)
