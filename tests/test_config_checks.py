@@ -237,8 +237,8 @@ def test_renamed_sections_keep_their_fields_and_defaults():
         "mctp_lr_scale": 10.0, "mctp_grad_to_llm": True}
     assert get_config("tiny").spoken_qa == SpokenQAConfig(train_voices=2, n_test_seen=8)
     assert get_config("small").spoken_qa == SpokenQAConfig(n_test_seen=128)
-    for preset in PRESETS:  # small's text is bytes of real speech: 8 per chunk stay ahead of it
-        ratio = (1, 10, 8, 10) if preset == "small" else (1, 10, 4, 10)
+    for preset in PRESETS:  # small and base: text is bytes of real speech, 8 per chunk stay ahead of it
+        ratio = (1, 10, 8, 10) if preset in ("small", "base") else (1, 10, 4, 10)
         assert get_config(preset).alignment_data == AlignmentDataConfig(ratio=ratio)
 
 

@@ -78,6 +78,7 @@ def test_a_two_process_run_resumes_with_one_process_and_continues_exactly(runs):
     one, two = checkpoint_of(runs["one"]), checkpoint_of(runs["two"])
     assert one["step"] == two["step"] == 6
     assert two["micro_batches"] == 2 and two["world_size"] == 1  # kept the checkpoint's 2
+    assert "keeping its 2 micro-batches per step (1 planned)" in runs["two_log"]
     assert one["sampler"] == two["sampler"]
     assert largest_difference(one["model"], two["model"]) < TOLERANCE
     assert [h["loss"] for h in two["history"]] == pytest.approx([h["loss"] for h in one["history"]], rel=1e-5)

@@ -377,10 +377,12 @@ def _base() -> Config:
     * codec: 4096 codes at 25 Hz (GLM-4-Voice has 16384 at 12.5 Hz), wider and deeper.
     * LLM: 24 layers of 1024 with 16 query and 4 key/value heads (280M parameters), 2048
       positions (80 s of audio); ten MCTP modules of one layer each.
-    * batches: ``batch_size`` is the global batch, the same whatever the number of GPUs;
-      ``grad_accum=8`` cuts it into 8 micro-batches, one per rank on 8 GPUs, two on 4, four on
-      2, so a run can move between machine sizes and continue exactly (a multiple of every
-      process count you may use).
+    * batches: ``batch_size`` is the global batch, the same whatever the number of GPUs. An LLM
+      micro-batch is 4 rows of 2048 tokens (``grad_accum=16``): a decoder layer keeps about
+      12.5 d_model + 4.3 d_ff floats a token for the backward pass (chapter 4), about 20 GB
+      for 8192 tokens in fp32, less under bf16. The 16 micro-batches are one per rank on 16
+      GPUs, two on 8, four on 4, so a run can move between machine sizes and continue exactly
+      (train/distributed.py).
     """
     cfg = _small()
     cfg.preset = "base"
@@ -388,17 +390,17 @@ def _base() -> Config:
     cfg.codec = CodecConfig(channels=512, n_blocks=8, code_dim=128, codebook_size=4096,
                             voice="reference")
     cfg.judge = JudgeConfig(channels=512, n_blocks=8)
-    cfg.stage0 = TrainConfig(steps=50000, batch_size=256, grad_accum=8, lr=1e-3, eval_every=5000,
+    cfg.stage0 = TrainConfig(steps=50000, batch_size=128, grad_accum=8, lr=1e-3, eval_every=5000,
                              checkpoint_every=1000, length_buckets=True)
     cfg.llm = LLMConfig(d_model=1024, n_layers=24, n_heads=16, n_kv_heads=4, d_ff=2816,
                         max_seq_len=2048)
-    cfg.stage1 = TrainConfig(steps=60000, batch_size=256, grad_accum=8, lr=3e-4, eval_every=5000,
-                             checkpoint_every=1000)
-    cfg.stage2 = TrainConfig(steps=8000, batch_size=128, grad_accum=8, lr=1e-3, eval_every=2000,
-                             checkpoint_every=1000)
-    cfg.stage3 = TrainConfig(steps=12000, batch_size=128, grad_accum=8, lr=1e-3, eval_every=2000,
-                             checkpoint_every=1000)
-    cfg.stage4 = TrainConfig(steps=8000, batch_size=128, grad_accum=8, lr=1e-4, eval_every=2000,
+    cfg.stage1 = TrainConfig(steps=20000, batch_size=64, grad_accum=16, lr=3e-4, eval_every=2000,
+                             checkpoint_every=500)
+    cfg.stage2 = TrainConfig(steps=4000, batch_size=64, grad_accum=16, lr=1e-3, eval_every=1000,
+                             checkpoint_every=500)
+    cfg.stage3 = TrainConfig(steps=6000, batch_size=64, grad_accum=16, lr=1e-3, eval_every=1000,
+                             checkpoint_every=500)
+    cfg.stage4 = TrainConfig(steps=4000, batch_size=64, grad_accum=16, lr=1e-4, eval_every=1000,
                              checkpoint_every=500)
     return cfg
 

@@ -178,7 +178,12 @@ class DataParallel:
             self.loss, self.no_sync = ddp, ddp.no_sync
 
     def mine(self, parts: list[list[int]]) -> list[tuple[int, list[int]]]:
-        """This rank's share of a step's ``micro_batches`` micro-batches, each with its global index j."""
-        share = len(parts) // self.world.size
-        first = self.world.rank * share
-        return [(j, parts[j]) for j in range(first, first + share)]
+        return rank_share(parts, self.world)
+
+
+def rank_share(parts: list[list[int]], world: World) -> list[tuple[int, list[int]]]:
+    """Rank ``world.rank``'s share of a step's micro-batches ``parts``: consecutive ones, each
+    with its global index j (which seeds its randomness)."""
+    share = len(parts) // world.size
+    first = world.rank * share
+    return [(j, parts[j]) for j in range(first, first + share)]

@@ -259,8 +259,10 @@ def train(task: StageTask, cfg: Config, tcfg: TrainConfig, checkpoint_path: str,
         payload = restore(task, cfg, checkpoint_path, model, optimizer, sampler)
         step, history, evals = payload["step"], payload["history"], payload["evals"]
         saved = payload.get("micro_batches", tcfg.grad_accum)  # older checkpoints: one process
-        micro = resume_micro_batches(saved, micro, world, task.name, checkpoint_path)
-        log(f"resumed {task.name} from {checkpoint_path} at step {step}/{tcfg.steps}")
+        planned, micro = micro, resume_micro_batches(saved, micro, world, task.name, checkpoint_path)
+        log(f"resumed {task.name} from {checkpoint_path} at step {step}/{tcfg.steps}"
+            + (f"; keeping its {micro} micro-batches per step ({planned} planned) so that it continues "
+               f"exactly" if micro != planned else ""))
     if world.size > 1:
         log(f"{task.name}: {world.size} processes, each {micro // world.size} of the {micro} "
             f"micro-batches of {tcfg.batch_size // micro} in every batch of {tcfg.batch_size}")
