@@ -39,8 +39,8 @@ def train_py(run, *flags, processes=1, env=None):
                           env={**os.environ, **(env or {})})
 
 
-def checkpoint_of(run):
-    return load_checkpoint(str(run / "stage1" / "checkpoint.pt"))
+def checkpoint_of(run, stage=1):
+    return load_checkpoint(str(run / f"stage{stage}" / "checkpoint.pt"))
 
 
 def largest_difference(a: dict, b: dict) -> float:
@@ -185,3 +185,17 @@ def test_bad_distributed_input_is_one_line(tmp_path, monkeypatch, env, flags, me
         train_py_module.main(["--stage", "1", "--preset", "tiny", "--device", "cpu",
                               "--run-dir", str(tmp_path / "run"), *flags])
     assert len(str(error.value).splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_stage_all_under_torchrun_trains_the_missing_stage_in_the_same_processes(copy_tiny_run, tmp_path):
+    run = copy_tiny_run(tmp_path / "all", range(4))  # stages 0-3 finished: only stage 4 trains
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+               os.path.join(ROOT, "train.py"), "--stage", "all", "--preset", "tiny", "--device", "cpu",
+               "--run-dir", str(run), f"cache_dir={tmp_path / 'all' / 'cache'}", "num_threads=1"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stage4: 2 processes" in result.stdout and "stage 4 results" in result.stdout
+    assert result.stdout.count("stage 4 results") == 1  # rank 0 alone reports
+    assert checkpoint_of(run, 4)["world_size"] == 2
+    assert os.path.exists(run / "stage4" / "metrics.json")
