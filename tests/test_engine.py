@@ -194,6 +194,11 @@ def test_benchmark_reports_every_mode_and_size(tmp_path):
         assert r.total_s > 0 and r.first_chunk_s <= r.total_s and r.r > 0
         assert r.tokens_per_s == pytest.approx(24 / r.total_s)
     assert all(r.speedup == 1.0 and r.ideal_speedup == 1.0 for r in rows if r.mode == "vanilla")
+    from vita_mini.infer.benchmark import step_weight_bytes
+    llm = LLM(CFG, V)
+    layers = sum(p.numel() for p in llm.layers.parameters()) + sum(p.numel() for p in llm.norm.parameters())
+    assert step_weight_bytes(llm) == 4 * (layers + V * CFG.d_model + CFG.d_model)  # + LM head, one row
+    assert all(r.weight_gb_per_s > 0 for r in rows)
     import json
     assert len(json.loads(path.read_text())) == 8
     assert {r.dtype for r in rows} == {"float32"}

@@ -153,6 +153,7 @@ def test_causal_mask_is_offset_to_the_last_positions():
                          [1, 1, 1, 1, 1]], dtype=torch.bool)
     assert torch.equal(causal_mask(3, 5), want)
     assert torch.equal(causal_mask(4, 4), torch.ones(4, 4, dtype=torch.bool).tril())
+    assert torch.equal(causal_mask(3, 5, groups=2), torch.cat([want, want]))  # stacked query groups
 
 
 def test_expand_kv_heads_against_a_loop():
@@ -178,6 +179,8 @@ def test_stacked_groups_equal_attention_per_query_head(T):
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
         torch.testing.assert_close(got[:, h], scores.softmax(-1) @ vh, atol=1e-6, rtol=0)
+    if mask is not None:  # the mask already stacked for the G query groups gives the same
+        assert torch.equal(attend_stacked_groups(q, k, v, causal_mask(T, S, groups=H // Hkv)), got)
 
 
 def test_attention_catch_up_chunk_equals_the_rows_path():

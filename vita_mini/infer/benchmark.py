@@ -15,6 +15,10 @@ model sizes. Per mode and size it reports:
                MCTP tokens the LLM ingests k+1 tokens in one forward; on a GPU that costs about
                the same as one token (c ~ 1, the paper's assumption), on a small CPU it does not
     ideal(c)   (m + k) / (m*c + k*r): the best any engine can do on this machine, given c and r
+    GB/s       (Vanilla) bytes of weights one Vanilla LLM step reads (every layer and the LM
+               head; of the embedding table one row) / the step's time: the memory bandwidth
+               it achieves. A one-token step streams the weights once, so its speed limit is
+               the machine's bandwidth, and this column says how close Vanilla comes to it
 
 If measured speedup is close to ideal, the engine spends its time in the model, not in
 bookkeeping. Vanilla is the same engine with no MCTP steps, i.e. plain KV-cache decoding
@@ -58,6 +62,7 @@ class Row:
     ideal_speedup: float
     c: float
     ideal_with_catchup: float
+    weight_gb_per_s: float  # Vanilla's achieved weight bandwidth (the same number on every row)
 
 
 def timed_run(engine: Engine, prompt: list[int], n_new: int, mode: str) -> dict:
@@ -93,6 +98,7 @@ def benchmark_size(name: str, cfg: LLMConfig, vocab: int, n_new: int, n_prompt: 
     mctp_step = mean([t for mode in modes if mode != "vanilla" for t in runs[mode]["mctp"]])
     r = mctp_step / llm_step
     n_params = llm.num_parameters() / 1e6  # the LLM alone (each module adds about one layer)
+    bandwidth = step_weight_bytes(llm) / llm_step / 1e9
     rows = []
     for mode, run in runs.items():
         c = mean(run["llm"][1:]) / llm_step
@@ -100,20 +106,30 @@ def benchmark_size(name: str, cfg: LLMConfig, vocab: int, n_new: int, n_prompt: 
         with_catchup = 1.0 if k == 0 else (m + k) / (m * c + k * r)
         rows.append(Row(name, n_params, str(dtype).removeprefix("torch."), mode, run["total"], n_new / run["total"],
                         runs["vanilla"]["total"] / run["total"], run["stamps"][min(chunk, n_new) - 1],
-                        r, ideal_speedup(MODES[mode], r), c, with_catchup))
+                        r, ideal_speedup(MODES[mode], r), c, with_catchup, bandwidth))
     return rows
+
+
+def step_weight_bytes(llm: LLM) -> int:
+    """Bytes of weights one single-token LLM step reads: all parameters but the embedding
+    table, of which it reads one row."""
+    table = llm.embed_tokens.weight
+    return (sum(p.numel() * p.element_size() for p in llm.parameters())
+            - table.numel() * table.element_size() + table.size(1) * table.element_size())
 
 
 def format_table(rows: list[Row]) -> str:
     head = (f"{'size':<11} {'params':>7} {'mode':<8} {'total s':>8} {'tok/s':>7} {'speedup':>8} "
-            f"{'ideal':>6} {'of it':>6} {'first chunk ms':>14} {'r':>6} {'c':>5} {'ideal(c)':>8} {'of it':>6}")
+            f"{'ideal':>6} {'of it':>6} {'first chunk ms':>14} {'r':>6} {'c':>5} {'ideal(c)':>8} {'of it':>6}"
+            f" {'GB/s':>5}")
     lines = [head, "-" * len(head)]
     for x in rows:
         lines.append(f"{x.size:<11} {x.params_m:>6.1f}M {x.mode:<8} {x.total_s:>8.2f} "
                      f"{x.tokens_per_s:>7.0f} {x.speedup:>7.2f}x {x.ideal_speedup:>5.2f}x "
                      f"{x.speedup / x.ideal_speedup * 100:>5.0f}% {x.first_chunk_s * 1000:>14.1f} "
                      f"{x.r:>6.3f} {x.c:>5.2f} {x.ideal_with_catchup:>7.2f}x "
-                     f"{x.speedup / x.ideal_with_catchup * 100:>5.0f}%")
+                     f"{x.speedup / x.ideal_with_catchup * 100:>5.0f}%"
+                     + (f" {x.weight_gb_per_s:>5.1f}" if x.mode == "vanilla" else ""))
     return "\n".join(lines)
 
 

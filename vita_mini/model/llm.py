@@ -94,13 +94,16 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 @lru_cache(maxsize=8)
-def causal_mask(T: int, S: int, device=None) -> torch.Tensor:
+def causal_mask(T: int, S: int, device=None, groups: int = 1) -> torch.Tensor:
     """Bool [T, S], True = may attend: the T new queries sit at positions S-T .. S-1.
+    ``groups`` > 1: the mask repeated for that many stacked query groups, [groups*T, S]
+    (attend_stacked_groups).
 
     The mask of cached decoding (Attention.attend_cached); whole rows use SDPA's is_causal.
     Every layer of one forward asks for the same mask, so the last few are kept (never modify
     the returned tensor): a catch-up forward builds its mask once, not once per layer."""
-    return torch.arange(S, device=device) <= torch.arange(S - T, S, device=device).unsqueeze(1)
+    mask = torch.arange(S, device=device) <= torch.arange(S - T, S, device=device).unsqueeze(1)
+    return mask.repeat(groups, 1) if groups > 1 else mask
 
 
 def expand_kv_heads(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -116,8 +119,8 @@ def attend_stacked_groups(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                           mask: torch.Tensor | None = None) -> torch.Tensor:
     """Grouped-query attention that reads k and v in place (no expand_kv_heads copy).
 
-    q [B, H, T, D]; k, v [B, Hkv, S, D] (views of a KVCache); mask None or bool [T, S]
-    -> [B, H, T, D]. The G = H/Hkv query heads that share k/v head j are stacked as G*T query
+    q [B, H, T, D]; k, v [B, Hkv, S, D] (views of a KVCache); mask None, bool [T, S], or bool
+    [G*T, S] already repeated (``causal_mask(T, S, groups=G)``) -> [B, H, T, D]. The G = H/Hkv query heads that share k/v head j are stacked as G*T query
     rows of head j: q [B, H, T, D] -> [B, Hkv, G*T, D], row g*T + t = query head j*G + g at new
     position t, and the mask is repeated to match, [G*T, S]. One attention call then serves all
     heads without copying the cache, which is what keeps a decoding step cheap.
@@ -125,7 +128,7 @@ def attend_stacked_groups(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     B, H, T, D = q.shape
     Hkv = k.size(1)
     G = H // Hkv
-    if mask is not None and G > 1:
+    if mask is not None and mask.size(0) != G * T:
         mask = mask.repeat(G, 1)  # [G*T, S]
     with sdpa_kernel(DECODE_BACKENDS) if q.is_cuda else nullcontext():
         y = F.scaled_dot_product_attention(q.reshape(B, Hkv, G * T, D), k, v, attn_mask=mask)
@@ -225,7 +228,8 @@ class Attention(nn.Module):
         q, k, v = self.project(x, cos, sin)
         k, v = cache.update(k, v)  # [B, Hkv, S, D], S = cached + T
         T, S = q.size(2), k.size(2)
-        mask = causal_mask(T, S, x.device) if T > 1 else None  # [T, S]
+        G = self.n_heads // self.n_kv_heads
+        mask = causal_mask(T, S, x.device, G) if T > 1 else None  # [G*T, S], once per forward
         return self.merge_heads(attend_stacked_groups(q, k, v, mask))
 
 
