@@ -204,3 +204,18 @@ def test_benchmark_reports_every_mode_and_size(tmp_path):
     assert {r.dtype for r in rows} == {"float32"}
     half = run_benchmark(V, n_new=12, sizes=sizes[:1], dtype=torch.bfloat16, log=lambda *_: None)
     assert {r.dtype for r in half} == {"bfloat16"} and len(half) == len(MODES)
+
+
+def test_step_profile_splits_a_one_token_and_a_catch_up_step():
+    from vita_mini.infer.step_profile import CATEGORIES, category, format_table, profile_size
+
+    rows = profile_size(CFG, V, new=5, context=8, dtype=torch.float32, repeats=2)
+    assert sorted(rows) == [1, 5]
+    for row in rows.values():
+        assert row["wall"] > 0 and all(row[label] >= 0 for label in CATEGORIES)
+        assert row["matmul"] > 0 and row["attention"] > 0  # every step runs both
+    assert category("aten::addmm") == "matmul" and category("aten::cat") == "copies"
+    assert category("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert category("aten::view") == "other ops"
+    table = format_table({"a": rows}, 5)
+    assert "| a | 5 |" in table and "| 1.00 |" in table
