@@ -219,3 +219,25 @@ def test_step_profile_splits_a_one_token_and_a_catch_up_step():
     assert category("aten::view") == "other ops"
     table = format_table({"a": rows}, 5)
     assert "| a | 5 |" in table and "| 1.00 |" in table
+
+
+def test_decoding_layout_keeps_values_and_tokens():
+    import copy
+
+    from vita_mini.infer.engine import use_decoding_layout
+
+    torch.manual_seed(3)
+    llm = LLM(CFG, V).eval()
+    plain = copy.deepcopy(llm)
+    use_decoding_layout(llm)
+    q = llm.layers[0].self_attn.q_proj.weight
+    assert q.shape == plain.layers[0].self_attn.q_proj.weight.shape and q.stride() == (1, q.size(0))
+    assert all(torch.equal(a, b) for a, b in zip(llm.state_dict().values(), plain.state_dict().values()))
+    tokens = torch.randint(0, V, (1, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(llm(tokens)[0], plain(tokens)[0], atol=1e-5, rtol=0)
+    prompt = tokens[0].tolist()
+    assert greedy_generate(llm, prompt, 20, stop=None) == greedy_generate(plain, prompt, 20, stop=None)
+    half = copy.deepcopy(plain).to(torch.bfloat16)
+    use_decoding_layout(half)  # bf16 is left alone: the layout was 20x slower there
+    assert half.layers[0].self_attn.q_proj.weight.is_contiguous()
