@@ -6,6 +6,8 @@ import torch
 from vita_mini.config import LLMConfig
 from vita_mini.errors import VitaError
 from vita_mini.infer.decode import greedy_generate
+from vita_mini.infer.decoding_layout import (PACKED_ROWS, DecodingLinear, mkl_packing_available,
+                                              use_decoding_layout)
 from vita_mini.infer.engine import Engine
 from vita_mini.infer.sampling import Sampling, choose
 from vita_mini.infer.schedule import MODES, expand, ideal_speedup, parse_schedule
@@ -224,8 +226,6 @@ def test_step_profile_splits_a_one_token_and_a_catch_up_step():
 def test_decoding_layout_keeps_values_and_tokens():
     import copy
 
-    from vita_mini.infer.engine import use_decoding_layout
-
     torch.manual_seed(3)
     llm = LLM(CFG, V).eval()
     plain = copy.deepcopy(llm)
@@ -241,3 +241,62 @@ def test_decoding_layout_keeps_values_and_tokens():
     half = copy.deepcopy(plain).to(torch.bfloat16)
     use_decoding_layout(half)  # bf16 is left alone: the layout was 20x slower there
     assert half.layers[0].self_attn.q_proj.weight.is_contiguous()
+
+
+WIDE = LLMConfig(d_model=512, n_layers=1, n_heads=8, n_kv_heads=2, d_ff=1024, max_seq_len=128)
+needs_mkl = pytest.mark.skipif(not mkl_packing_available(), reason="this PyTorch build has no MKL")
+
+
+@pytest.fixture(scope="module")
+def wide_models():
+    """Weights large enough (512 x 512 and up) for the engine to pack them for MKL."""
+    torch.manual_seed(1)
+    llm, mctp = LLM(WIDE, V).eval(), MCTP(WIDE, 3).eval()
+    with torch.no_grad():
+        for p in list(llm.parameters()) + list(mctp.parameters()):
+            if p.dim() > 1:
+                p.normal_(0, 0.1)
+    return llm, mctp
+
+
+@needs_mkl
+@pytest.mark.parametrize("schedule", [[1, 3], [2, 3, 1, 2]])
+def test_packed_catch_up_logits_equal_a_full_recomputation(wide_models, schedule):
+    llm, mctp = wide_models
+    engine = Recording(llm, mctp)
+    assert isinstance(llm.layers[0].mlp.up_proj, DecodingLinear)  # 1024 x 512: packed
+    assert isinstance(mctp.mods[0].proj, DecodingLinear)
+    assert type(llm.layers[0].self_attn.k_proj) is torch.nn.Linear  # 128 x 512: too small to pay
+    engine.log = []
+    prompt = torch.randint(0, 256, (20,)).tolist()  # the prefill (20 rows) takes F.linear
+    out = engine.generate_ids(prompt, 40, schedule, stop=None)
+    ids = torch.tensor([prompt + out])
+    with torch.no_grad():  # 60 rows at once: F.linear, the reference
+        logits, hidden = llm(ids)
+        states = mctp(llm, ids, hidden)
+    for k, q, got in engine.log:
+        want = logits[0, q] if k < 0 else llm.lm_head(states[k][0, q])
+        torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
+
+
+@needs_mkl
+def test_decoding_linear_equals_f_linear_for_every_row_count_and_follows_its_weight():
+    import copy
+
+    torch.manual_seed(4)
+    layer = torch.nn.Linear(512, 768)
+    plain = copy.deepcopy(layer)
+    use_decoding_layout(layer)
+    assert isinstance(layer, DecodingLinear) and layer.state_dict().keys() == plain.state_dict().keys()
+    with torch.no_grad():
+        for rows in range(1, PACKED_ROWS + 2):  # 1 and PACKED_ROWS + 1: F.linear; between: packed
+            x = torch.randn(1, rows, 512)
+            torch.testing.assert_close(layer(x), plain(x), atol=1e-5, rtol=1e-5)
+        x = torch.randn(3, 512)
+        layer.weight.mul_(2.0)  # an optimizer step would do this in place: the copy is remade
+        torch.testing.assert_close(layer(x), 2 * (plain(x) - plain.bias) + plain.bias, atol=1e-5, rtol=1e-5)
+    twin = copy.deepcopy(layer)  # the packed copy is not part of the module: deepcopy works
+    assert torch.equal(twin.weight, layer.weight)
+    x = torch.randn(3, 512, requires_grad=True)
+    layer(x).sum().backward()  # under autograd it is an ordinary nn.Linear
+    assert layer.weight.grad is not None and x.grad is not None

@@ -31,28 +31,12 @@ import torch
 
 from vita_mini.errors import VitaError
 from vita_mini.infer.decode import check_prompt
+from vita_mini.infer.decoding_layout import use_decoding_layout
 from vita_mini.infer.sampling import Sampling, choose
 from vita_mini.infer.schedule import parse_schedule, steps
 from vita_mini.model.llm import LLM, KVCache
 from vita_mini.model.mctp import MCTP
 from vita_mini.vocab import END
-
-
-def use_decoding_layout(model: torch.nn.Module) -> None:
-    """On a CPU in fp32, store every linear layer's weight [out, in] transposed in memory (the
-    same values and shape, strides (1, out)), so that F.linear multiplies by a contiguous
-    [in, out] matrix, the layout the CPU's small-row matrix multiplies run fastest with.
-
-    Measured on a 2-core AMD EPYC without AMX, 24 layers of 768, every weight streamed from
-    memory: the products of a one-token step took 49.9 ms instead of 57.7 and of an 11-token
-    step 96.3 instead of 110.6 (chapter 2). In bf16 the same layout was 20x slower, and GPUs are
-    left as they are, so only fp32 CPU weights move. Results equal the usual layout's up to
-    the order of floating-point additions."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear):
-            weight = module.weight
-            if weight.device.type == "cpu" and weight.dtype == torch.float32 and weight.is_contiguous():
-                weight.data = weight.data.t().contiguous().t()
 
 
 @dataclass
