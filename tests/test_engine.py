@@ -6,8 +6,8 @@ import torch
 from vita_mini.config import LLMConfig
 from vita_mini.errors import VitaError
 from vita_mini.infer.decode import greedy_generate
-from vita_mini.infer.decoding_layout import (PACKED_ROWS, DecodingLinear, mkl_packing_available,
-                                              use_decoding_layout)
+from vita_mini.infer.decoding_layout import (PACKED_ROWS, DecodingAttention, DecodingLinear, DecodingMLP,
+                                              mkl_packing_available, use_decoding_layout)
 from vita_mini.infer.engine import Engine
 from vita_mini.infer.sampling import Sampling, choose
 from vita_mini.infer.schedule import MODES, expand, ideal_speedup, parse_schedule
@@ -264,9 +264,10 @@ def wide_models():
 def test_packed_catch_up_logits_equal_a_full_recomputation(wide_models, schedule):
     llm, mctp = wide_models
     engine = Recording(llm, mctp)
-    assert isinstance(llm.layers[0].mlp.up_proj, DecodingLinear)  # 1024 x 512: packed
-    assert isinstance(mctp.mods[0].proj, DecodingLinear)
-    assert type(llm.layers[0].self_attn.k_proj) is torch.nn.Linear  # 128 x 512: too small to pay
+    layer = llm.layers[0]  # q, k, v stacked (768 x 512) and gate, up (2048 x 512): packed products
+    assert isinstance(layer.self_attn, DecodingAttention) and isinstance(layer.mlp, DecodingMLP)
+    assert isinstance(layer.mlp.down_proj, DecodingLinear) and isinstance(mctp.mods[0].proj, DecodingLinear)
+    assert type(llm.lm_head) is torch.nn.Linear  # V x 512: too small to pay
     engine.log = []
     prompt = torch.randint(0, 256, (20,)).tolist()  # the prefill (20 rows) takes F.linear
     out = engine.generate_ids(prompt, 40, schedule, stop=None)

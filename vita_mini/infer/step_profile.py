@@ -35,13 +35,15 @@ from torch.profiler import ProfilerActivity, profile
 from vita_mini.cli import run_main
 from vita_mini.config import LLMConfig
 from vita_mini.infer.benchmark import SIZES
+from vita_mini.infer.decoding_layout import use_decoding_layout
 from vita_mini.model.llm import LLM
 
 CATEGORIES = ("matmul", "attention", "copies", "elementwise", "other ops", "rest")
 
 # operator names -> category (any operator with "attention" in its name is attention)
 OPERATOR_CATEGORIES = (
-    ("matmul", {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"}),
+    ("matmul", {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear",
+                "mkl::_mkl_linear"}),
     ("copies", {"aten::copy_", "aten::cat", "aten::repeat", "aten::clone", "aten::contiguous",
                 "aten::_to_copy", "aten::to"}),
     ("elementwise", {"aten::mul", "aten::add", "aten::sub", "aten::div", "aten::div_", "aten::neg",
@@ -74,6 +76,7 @@ def profile_size(cfg: LLMConfig, vocab: int, new: int, context: int, dtype: torc
     """{1: row, new: row}: a row per step kind, {category: ms, "wall": ms}."""
     torch.manual_seed(seed)
     llm = LLM(LLMConfig(**{**asdict(cfg), "max_seq_len": context + new}), vocab).eval().to(dtype)
+    use_decoding_layout(llm)  # the weights as the engine lays them out
     cache = llm.new_cache(1)
     llm(torch.randint(0, vocab, (1, context)), cache=cache, return_logits=False)  # the context
     rows = {}
