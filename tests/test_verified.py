@@ -1,0 +1,135 @@
+"""Verified MCTP decoding: greedy output equals Vanilla's, drafts accepted and rolled back."""
+
+import pytest
+import torch
+
+from vita_mini.config import LLMConfig
+from vita_mini.errors import VitaError
+from vita_mini.infer.engine import Engine
+from vita_mini.infer.sampling import Sampling
+from vita_mini.infer.stream import AudioChunk, stream_events
+from vita_mini.infer.verified import VerifiedEngine
+from vita_mini.model.llm import LLM
+from vita_mini.model.mctp import MCTP
+from vita_mini.vocab import AUDIO_OFFSET, BOA, EOA
+
+CFG = LLMConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64, max_seq_len=160)
+V = AUDIO_OFFSET + 16
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    llm, mctp = LLM(CFG, V).eval(), MCTP(CFG, 10).eval()
+    with torch.no_grad():  # larger weights than the init, so that greedy picks vary
+        for p in list(llm.parameters()) + list(mctp.parameters()):
+            if p.dim() > 1:
+                p.normal_(0, 0.3)
+    return llm, mctp
+
+
+class OracleDrafts(VerifiedEngine):
+    """Modules that draft the LLM's own next token (from a full forward without cache), except
+    at the draft numbers in ``wrong``, where they draft ``wrong_token``: drafts that are
+    accepted, and drafts that are rejected in the middle of a run. The modules still run, so
+    their caches advance and must be cut back as usual."""
+
+    def __init__(self, llm, mctp, wrong=(), wrong_token=None):
+        super().__init__(llm, mctp)
+        self.wrong, self.wrong_token, self.calls, self.log = set(wrong), wrong_token, 0, []
+
+    def module_step(self, k):
+        own = super().module_step(k)  # what module k computed: kept for the recomputation test
+        self.log.append((k, self.n - 1, self.ids[0, :self.n].tolist(), own.clone()))
+        self.calls += 1
+        logits = self.llm(self.ids[:, :self.n])[0][0, -1]  # the LLM's choice here, recomputed
+        if self.calls in self.wrong:
+            bad = self.wrong_token if self.wrong_token is not None else int(logits.argmax()) ^ 1
+            logits = torch.zeros_like(logits)
+            logits[bad] = 1.0
+        return logits
+
+
+PROMPTS = [torch.randint(0, V, (n,), generator=torch.Generator().manual_seed(n)).tolist() for n in range(3, 11)]
+
+
+@pytest.mark.parametrize("schedule", ["turbo", "boost", "balance", [1, 3], [2, 1, 1, 4]])
+def test_greedy_verified_output_is_vanillas_for_every_prompt(models, schedule):
+    llm, mctp = models
+    vanilla, verified = Engine(llm, mctp), VerifiedEngine(llm, mctp)
+    for prompt in PROMPTS:
+        want = vanilla.generate_ids(prompt, 60, "vanilla", stop=None)
+        got = [t.id for t in verified.generate(prompt, 60, schedule, stop=None)]
+        assert got == want, prompt
+
+
+def test_accepted_and_rejected_drafts_are_cut_back_everywhere(models):
+    llm, mctp = models
+    prompt = PROMPTS[4]
+    want = Engine(llm, mctp).generate_ids(prompt, 70, "vanilla", stop=None)
+    perfect = OracleDrafts(llm, mctp)
+    tokens = list(perfect.generate(prompt, 70, "turbo", stop=None))
+    assert [t.id for t in tokens] == want
+    assert all(accepted == drafted for drafted, accepted in perfect.acceptance)  # nothing rejected
+    assert len(perfect.acceptance) == 8 and {t.source for t in tokens} == {-1, *range(10)}  # 1 + 6 x 11 + 3
+    flawed = OracleDrafts(llm, mctp, wrong={3, 14, 15, 27})  # rejections inside runs, then after them
+    tokens = list(flawed.generate(prompt, 70, "turbo", stop=None))
+    assert [t.id for t in tokens] == want
+    # (drafts checked, accepted) per LLM forward: the prefill, then a rejection at the 3rd, 4th
+    # and 7th draft of three runs (draft 15 comes after 14's rejection), then a clean run
+    assert flawed.acceptance[:5] == [(0, 0), (10, 2), (10, 3), (10, 6), (10, 10)]
+
+
+def test_a_rejected_end_of_audio_never_reaches_the_stream(models):
+    """A draft EOA that the LLM rejects would end an audio chunk in Turbo; verified, the stream
+    has exactly Vanilla's chunks."""
+    llm, mctp = models
+    prompt = PROMPTS[6] + [BOA] + [AUDIO_OFFSET + i for i in range(5)]
+    vanilla = Engine(llm, mctp).generate_ids(prompt, 50, "vanilla", stop=None)
+    engine = OracleDrafts(llm, mctp, wrong={2, 9, 20}, wrong_token=EOA)
+    tokens = list(engine.generate(prompt, 50, "turbo", stop=None))
+    assert [t.id for t in tokens] == vanilla
+    assert any(accepted < drafted for drafted, accepted in engine.acceptance)
+    chunks = [e.codes for e in stream_events(tokens) if isinstance(e, AudioChunk)]
+    assert chunks == [e.codes for e in stream_events(vanilla) if isinstance(e, AudioChunk)]
+
+
+def test_stop_and_budget(models):
+    llm, mctp = models
+    prompt = PROMPTS[2]
+    free = VerifiedEngine(llm, mctp).generate_ids(prompt, 40, "turbo", stop=None)
+    stop = free[17]
+    first = free.index(stop)
+    assert VerifiedEngine(llm, mctp).generate_ids(prompt, 40, "turbo", stop=stop) == free[:first + 1]
+    for n in (1, 5, 11, 12, 23):
+        assert OracleDrafts(llm, mctp).generate_ids(prompt, n, "turbo", stop=None) == free[:n]
+
+
+def test_bad_input_is_one_line(models):
+    llm, mctp = models
+    with pytest.raises(VitaError, match="verified decoding checks the MCTP modules' drafts"):
+        list(VerifiedEngine(llm).generate([1, 2], 5, "turbo"))
+    with pytest.raises(VitaError, match="greedy for now"):
+        list(VerifiedEngine(llm, mctp).generate([1, 2], 5, "turbo", Sampling(temperature=0.8)))
+
+
+@pytest.mark.parametrize("schedule", ["turbo", [1, 3, 2, 4]])
+def test_module_states_after_rollbacks_equal_a_full_recomputation(models, schedule):
+    """Every module step whose inputs all stood in the end computed what a teacher-forced
+    forward of the cascade over the final sequence computes: the caches were cut back right."""
+    llm, mctp = models
+    engine = OracleDrafts(llm, mctp, wrong={3, 12, 16, 24, 33})  # rejections after accepted drafts
+    prompt = PROMPTS[5]
+    out = engine.generate_ids(prompt, 60, schedule, stop=None)
+    final = prompt + out
+    assert any(accepted < drafted for drafted, accepted in engine.acceptance)  # rollbacks happened
+    with torch.no_grad():
+        ids = torch.tensor([final])
+        _, hidden = llm(ids)
+        states = mctp(llm, ids, hidden)
+    checked = 0
+    for k, q, prefix, got in engine.log:
+        if prefix == final[:q + 1]:
+            torch.testing.assert_close(got, llm.lm_head(states[k][0, q]), atol=2e-4, rtol=1e-4)
+            checked += 1
+    assert checked >= 10

@@ -1,0 +1,107 @@
+"""Verified MCTP decoding: the modules' tokens are drafts that the LLM checks (beyond the paper).
+
+VITA-Audio accepts every MCTP token as it is (tutorials/paper.md §5), trading quality for speed.
+Speculative decoding (Leviathan et al., 2023; Medusa; EAGLE; DeepSeek-V3's multi-token
+prediction, paper.md §9) treats such tokens as drafts instead: the LLM's next forward reads them
+anyway (the catch-up forward over k+1 tokens), so it can score them almost for free. Greedy
+verification keeps a draft while it equals the LLM's own choice at its position; at the first
+that does not, the LLM's token replaces it and the drafts after it are dropped, from the sequence
+and from every KV cache. The output is then Vanilla's, token for token, and each LLM forward
+yields 1 + (drafts accepted) tokens instead of one.
+
+One cycle, with s the position of the last token the LLM wrote (already verified) and k drafts
+at s+1 .. s+k written by modules 0 .. k-1:
+
+    LLM forward over s .. s+k          logits at s+j-1 give the LLM's choice for position s+j
+    a = drafts equal to those choices, counted from the first
+    a < k: position s+a+1 gets the LLM's choice; s+a+2 .. s+k are dropped (caches cut back)
+    a = k: every draft stands, and the logits at s+k give one more token, at s+k+1
+
+Only verified tokens are yielded, so a stream (infer/stream.py) never shows a token, or an audio
+chunk, that is later taken back. Sampled verification (the speculative rejection rule) is not
+built yet: this engine decodes greedily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from vita_mini.errors import VitaError
+from vita_mini.infer.decode import check_prompt
+from vita_mini.infer.engine import Engine, Token
+from vita_mini.infer.sampling import Sampling
+from vita_mini.infer.schedule import steps
+from vita_mini.vocab import END
+
+
+class VerifiedEngine(Engine):
+    """The engine with MCTP tokens as drafts the LLM verifies (greedy). ``acceptance`` holds,
+    per LLM forward of the last generation, (drafts it checked, drafts it accepted)."""
+
+    def rollback(self, keep: int) -> None:
+        """Forget every position from ``keep`` on: the sequence, the LLM's cache and each
+        module's cache end at keep - 1 (a cache that had not reached it stays as it is)."""
+        self.n = keep
+        self.llm_len = min(self.llm_len, keep)
+        for layer_cache in self.llm_cache:
+            layer_cache.length = self.llm_len
+        for k, cache in enumerate(self.mod_caches):
+            self.mod_len[k] = min(self.mod_len[k], keep)
+            cache.length = self.mod_len[k]
+
+    def verify_step(self, drafts: list[Token]) -> list[Token]:
+        """One LLM forward over every unseen position, the last len(drafts) of them drafts ->
+        the drafts it accepts and the LLM's own next token (the caches cut back to match)."""
+        start, end = self.llm_len, self.n
+        logits, hidden = self.llm(self.ids[:, start:end], cache=self.llm_cache)  # [1, T, V], [1, T, C]
+        choice = logits[0].argmax(-1).tolist()  # [T]: choice[i] is the LLM's token for start+i+1
+        first = end - len(drafts)  # position of the first draft
+        accepted = 0
+        for j, draft in enumerate(drafts):
+            if draft.id != choice[first + j - 1 - start]:
+                break
+            accepted += 1
+        keep = first + accepted  # positions 0 .. keep-1 stand
+        self.llm_hidden[start:end] = hidden[0]
+        self.llm_len = end
+        self.rollback(keep)
+        token = choice[keep - 1 - start]
+        self._append(token)
+        self.acceptance.append((len(drafts), accepted))
+        return drafts[:accepted] + [Token(token, -1)]
+
+    @torch.no_grad()
+    def generate(self, prompt: list[int], max_new_tokens: int, schedule="turbo",
+                 sampling: Sampling | None = None, stop: int | None = END) -> Iterator[Token]:
+        """Yield verified tokens (with who wrote them) until ``stop`` or ``max_new_tokens``:
+        the schedule's MCTP runs are drafts, each LLM forward checks the run before it."""
+        if self.mctp is None:
+            raise VitaError("verified decoding checks the MCTP modules' drafts, but the checkpoint has "
+                            "none: train them with python train.py --stage 2, then --stage 3")
+        if sampling is not None and not sampling.greedy:
+            raise VitaError("verified decoding is greedy for now: leave --temperature at 0 "
+                            "(the sampled rule is not built yet)")
+        schedule = self.check_schedule(schedule)
+        check_prompt(prompt, self.llm.cfg.max_seq_len)
+        max_new_tokens = min(max_new_tokens, self.llm.cfg.max_seq_len - len(prompt))
+        self._reset(prompt, len(prompt) + max_new_tokens)
+        self.acceptance = []
+        who = steps(schedule)
+        drafts: list[Token] = []
+        produced = 0
+        while produced < max_new_tokens:
+            source = next(who)
+            if source >= 0:  # a draft, if there is room for it and the LLM's token after it
+                if produced + len(drafts) + 1 < max_new_tokens and not (drafts and drafts[-1].id == stop):
+                    token = int(self.module_step(source).argmax())
+                    self._append(token)
+                    drafts.append(Token(token, source))
+                continue
+            verified, drafts = self.verify_step(drafts), []
+            for token in verified:
+                yield token
+                produced += 1
+                if token.id == stop or produced == max_new_tokens:
+                    return
