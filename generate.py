@@ -11,6 +11,7 @@
     python generate.py --task chat --audio question.wav --out answer.wav  # spoken QA (stage 4), in
                                                                           # the model's own mode
     python generate.py --task chat --text "what pet does hans have" --mode boost
+    python generate.py --task chat --text "what pet does hans have" --mode turbo --verify  # drafts checked
     python generate.py --task tts --text "bob has a cat" --out bob.wav --voice-wav me.wav codec.voice=reference
     python generate.py --benchmark                 # speed of the four modes, random weights
     python generate.py --benchmark --tokens 256 --json speed.json
@@ -57,6 +58,7 @@ from vita_mini.infer.engine import Engine
 from vita_mini.infer.sampling import Sampling
 from vita_mini.infer.schedule import describe, own_mode, parse_schedule, step_note
 from vita_mini.infer.stream import TextPiece, stream_events
+from vita_mini.infer.verified import VerifiedEngine
 from vita_mini.runs import load_audio_models, load_speech_lm, pick_device, report_voice, trained_interleave
 from vita_mini.vocab import (CHARSET, SPOKEN_ANSWER_INSTRUCTION, TTS_INSTRUCTION, prompt_tokens, text_ids,
                              user_audio, vocab_size)
@@ -86,6 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="vanilla, balance, boost, turbo, or a schedule like 1,10,4,10 (tasks tts, "
                              "chat; default: a model with MCTP modules runs the mode of its training "
                              "interleave, boost or balance; stage 1 runs vanilla)")
+    parser.add_argument("--verify", action="store_true",
+                        help="tasks tts, chat: the MCTP tokens are drafts the LLM checks (greedy; the "
+                             "output is Vanilla's, faster when the drafts are right)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (tasks tts, chat)")
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--top-p", type=float, default=1.0)
@@ -292,7 +297,8 @@ def run_llm_task(args, cfg) -> int:
         elif note := step_note(args.mode, interleave):
             print(note)
     voice = decoder_voice(codec, voice, cfg, device)
-    stream_answer(Engine(model, mctp), prompt, schedule, sampling, codec, voice, out)
+    engine = VerifiedEngine(model, mctp) if args.verify else Engine(model, mctp)
+    stream_answer(engine, prompt, schedule, sampling, codec, voice, out)
     return 0
 
 
@@ -319,6 +325,10 @@ def stream_answer(engine: Engine, prompt: list[int], schedule, sampling: Samplin
         first = f"the first after {chunks[0].seconds * 1000:.0f} ms" if chunks else "no audio"
         print(f"{len(tokens)} tokens in {seconds:.2f} s ({len(tokens) / seconds:.0f} tokens/s, mode "
               f"{describe(schedule)}); {len(chunks)} audio chunks, {first}")
+        if isinstance(engine, VerifiedEngine):
+            drafted, accepted = (sum(x) for x in zip(*engine.acceptance))
+            print(f"verified: {accepted} of {drafted} MCTP drafts accepted, {len(engine.acceptance)} LLM "
+                  f"forwards ({len(tokens) / max(1, len(engine.acceptance)):.2f} tokens each)")
         if out and not chunks:
             raise VitaError("the model produced no audio tokens; no file written")
     if out:

@@ -52,6 +52,17 @@ def test_chat_by_text_in_modes(flags, tmp_path, capsys, mode):
                      "--temperature", "0.8", "--top-k", "20", *flags], out, capsys)
 
 
+def test_verified_chat_prints_vanillas_answer_and_the_acceptance(flags, capsys):
+    question = ["--task", "chat", "--text", "what pet does bob have", *flags]
+    assert generate.main([*question, "--mode", "vanilla"]) == 0
+    vanilla = capsys.readouterr().out
+    assert generate.main([*question, "--mode", "turbo", "--verify"]) == 0
+    verified = capsys.readouterr().out
+    answer = [line for line in vanilla.splitlines() if line.startswith("text: ")]
+    assert answer and answer == [line for line in verified.splitlines() if line.startswith("text: ")]
+    assert "MCTP drafts accepted" in verified
+
+
 def test_chat_without_out_only_prints(flags, capsys):
     assert generate.main(["--task", "chat", "--text", "what pet does bob have", *flags]) == 0
     assert "tokens/s" in capsys.readouterr().out
