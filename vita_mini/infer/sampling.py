@@ -43,15 +43,27 @@ def choose(logits: torch.Tensor, sampling: Sampling, seen: torch.Tensor | None =
     """logits [V] -> the next token id. ``seen``: ids already in the sequence (for the penalty)."""
     if sampling.greedy:
         return int(logits.argmax())
+    logits = penalized(logits, sampling, seen)
+    if sampling.temperature == 0:
+        return int(logits.argmax())
+    return int(torch.multinomial(probabilities(logits, sampling), 1, generator=generator))
+
+
+def penalized(logits: torch.Tensor, sampling: Sampling, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """logits [V] -> a float copy with the repetition penalty applied to the ``seen`` ids."""
     logits = logits.float().clone()
     if sampling.repetition_penalty != 1.0 and seen is not None and seen.numel():
         ids = seen.unique()
         picked = logits[ids]
         logits[ids] = torch.where(picked > 0, picked / sampling.repetition_penalty,
                                   picked * sampling.repetition_penalty)
-    if sampling.temperature == 0:
-        return int(logits.argmax())
-    logits = logits / sampling.temperature
+    return logits
+
+
+def probabilities(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
+    """logits [V] -> the distribution that sampling draws from (temperature > 0): temperature,
+    top-k, then top-p, then softmax -> [V]."""
+    logits = logits.float() / sampling.temperature
     if sampling.top_k > 0:
         kth = torch.topk(logits, min(sampling.top_k, logits.numel())).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -60,4 +72,4 @@ def choose(logits: torch.Tensor, sampling: Sampling, seen: torch.Tensor | None =
         cumulative = sorted_logits.softmax(-1).cumsum(-1)
         drop = cumulative - sorted_logits.softmax(-1) >= sampling.top_p  # mass before this token
         logits[order[drop]] = float("-inf")
-    return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
+    return logits.softmax(-1)

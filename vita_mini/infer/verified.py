@@ -17,9 +17,17 @@ at s+1 .. s+k written by modules 0 .. k-1:
     a < k: position s+a+1 gets the LLM's choice; s+a+2 .. s+k are dropped (caches cut back)
     a = k: every draft stands, and the logits at s+k give one more token, at s+k+1
 
+Sampling (temperature > 0) uses the speculative rejection rule (Leviathan et al., 2023; Chen et
+al., 2023): a draft x that module k drew from its distribution q is kept with probability
+min(1, p(x) / q(x)), p being the LLM's distribution at that position under the same temperature,
+top-k and top-p; the first draft rejected is replaced by a token drawn from max(0, p - q),
+renormalised; after a run with nothing rejected, one more token is drawn from p. Each token then
+follows exactly the LLM's distribution, as in Vanilla sampling (tests/test_verified.py checks it
+with a chi-square test). The repetition penalty, which makes p depend on the tokens before, is
+not supported here.
+
 Only verified tokens are yielded, so a stream (infer/stream.py) never shows a token, or an audio
-chunk, that is later taken back. Sampled verification (the speculative rejection rule) is not
-built yet: this engine decodes greedily.
+chunk, that is later taken back.
 """
 
 from __future__ import annotations
@@ -31,13 +39,13 @@ import torch
 from vita_mini.errors import VitaError
 from vita_mini.infer.decode import check_prompt
 from vita_mini.infer.engine import Engine, Token
-from vita_mini.infer.sampling import Sampling
+from vita_mini.infer.sampling import Sampling, choose, probabilities
 from vita_mini.infer.schedule import steps
 from vita_mini.vocab import END
 
 
 class VerifiedEngine(Engine):
-    """The engine with MCTP tokens as drafts the LLM verifies (greedy). ``acceptance`` holds,
+    """The engine with MCTP tokens as drafts the LLM verifies. ``acceptance`` holds,
     per LLM forward of the last generation, (drafts it checked, drafts it accepted)."""
 
     def rollback(self, keep: int) -> None:
@@ -51,23 +59,36 @@ class VerifiedEngine(Engine):
             self.mod_len[k] = min(self.mod_len[k], keep)
             cache.length = self.mod_len[k]
 
-    def verify_step(self, drafts: list[Token]) -> list[Token]:
+    def verify_step(self, drafts: list[Token], draft_probs: list[torch.Tensor], sampling: Sampling,
+                    generator: torch.Generator | None) -> list[Token]:
         """One LLM forward over every unseen position, the last len(drafts) of them drafts ->
-        the drafts it accepts and the LLM's own next token (the caches cut back to match)."""
+        the drafts it accepts and the LLM's own next token (the caches cut back to match).
+        ``draft_probs``: when sampling, the distribution each draft was drawn from."""
         start, end = self.llm_len, self.n
         logits, hidden = self.llm(self.ids[:, start:end], cache=self.llm_cache)  # [1, T, V], [1, T, C]
-        choice = logits[0].argmax(-1).tolist()  # [T]: choice[i] is the LLM's token for start+i+1
-        first = end - len(drafts)  # position of the first draft
-        accepted = 0
+        first = end - len(drafts)  # position of the first draft; logits[0, i] are for start+i+1
+        accepted, token = 0, None
         for j, draft in enumerate(drafts):
-            if draft.id != choice[first + j - 1 - start]:
-                break
-            accepted += 1
+            at = logits[0, first + j - 1 - start]  # the LLM's logits for the draft's position
+            if sampling.greedy:
+                if draft.id == int(at.argmax()):
+                    accepted += 1
+                    continue
+                token = int(at.argmax())
+            else:
+                p, q = probabilities(at, sampling), draft_probs[j]
+                if torch.rand(1, generator=generator).item() * q[draft.id] < p[draft.id]:
+                    accepted += 1  # kept with probability min(1, p(x) / q(x))
+                    continue
+                residual = (p - q).clamp(min=0)
+                token = int(torch.multinomial(residual / residual.sum(), 1, generator=generator))
+            break
         keep = first + accepted  # positions 0 .. keep-1 stand
+        if token is None:  # every draft stands: the LLM's token after the last one
+            token = choose(logits[0, keep - 1 - start], sampling, None, generator)
         self.llm_hidden[start:end] = hidden[0]
         self.llm_len = end
         self.rollback(keep)
-        token = choice[keep - 1 - start]
         self._append(token)
         self.acceptance.append((len(drafts), accepted))
         return drafts[:accepted] + [Token(token, -1)]
@@ -80,26 +101,35 @@ class VerifiedEngine(Engine):
         if self.mctp is None:
             raise VitaError("verified decoding checks the MCTP modules' drafts, but the checkpoint has "
                             "none: train them with python train.py --stage 2, then --stage 3")
-        if sampling is not None and not sampling.greedy:
-            raise VitaError("verified decoding is greedy for now: leave --temperature at 0 "
-                            "(the sampled rule is not built yet)")
+        sampling = sampling or Sampling()
+        if sampling.repetition_penalty != 1.0:
+            raise VitaError(f"verified decoding takes no repetition penalty (got "
+                            f"{sampling.repetition_penalty}): leave --repetition-penalty at 1")
         schedule = self.check_schedule(schedule)
         check_prompt(prompt, self.llm.cfg.max_seq_len)
         max_new_tokens = min(max_new_tokens, self.llm.cfg.max_seq_len - len(prompt))
         self._reset(prompt, len(prompt) + max_new_tokens)
         self.acceptance = []
+        generator = None if sampling.greedy else torch.Generator(self.device).manual_seed(sampling.seed)
         who = steps(schedule)
         drafts: list[Token] = []
+        draft_probs: list[torch.Tensor] = []  # when sampling: the distribution of each draft
         produced = 0
         while produced < max_new_tokens:
             source = next(who)
             if source >= 0:  # a draft, if there is room for it and the LLM's token after it
                 if produced + len(drafts) + 1 < max_new_tokens and not (drafts and drafts[-1].id == stop):
-                    token = int(self.module_step(source).argmax())
+                    logits = self.module_step(source)
+                    if sampling.greedy:
+                        token = int(logits.argmax())
+                    else:
+                        draft_probs.append(probabilities(logits, sampling))
+                        token = int(torch.multinomial(draft_probs[-1], 1, generator=generator))
                     self._append(token)
                     drafts.append(Token(token, source))
                 continue
-            verified, drafts = self.verify_step(drafts), []
+            verified = self.verify_step(drafts, draft_probs, sampling, generator)
+            drafts, draft_probs = [], []
             for token in verified:
                 yield token
                 produced += 1
