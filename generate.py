@@ -91,6 +91,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--verify", action="store_true",
                         help="tasks tts, chat: the MCTP tokens are drafts the LLM checks (greedy; the "
                              "output is Vanilla's, faster when the drafts are right)")
+    parser.add_argument("--min-confidence", type=float, default=0.0,
+                        help="tasks tts, chat: adaptive depth: a module writes only when its top "
+                             "probability reaches this, else the LLM takes the turn (0 = never)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (tasks tts, chat)")
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--top-p", type=float, default=1.0)
@@ -298,18 +301,18 @@ def run_llm_task(args, cfg) -> int:
             print(note)
     voice = decoder_voice(codec, voice, cfg, device)
     engine = VerifiedEngine(model, mctp) if args.verify else Engine(model, mctp)
-    stream_answer(engine, prompt, schedule, sampling, codec, voice, out)
+    stream_answer(engine, prompt, schedule, sampling, codec, voice, out, args.min_confidence)
     return 0
 
 
 def stream_answer(engine: Engine, prompt: list[int], schedule, sampling: Sampling, codec,
-                  voice: int | torch.Tensor, out: str | None) -> None:
+                  voice: int | torch.Tensor, out: str | None, min_confidence: float = 0.0) -> None:
     """Generate by ``schedule``: print the text as it is written, decode and write the audio chunk
     by chunk, report the speed; the WAV (if ``out``) appears only once the answer is complete."""
     start = time.perf_counter()
     tokens = []  # every generated token, also while streaming
-    stream = stream_events(record(engine.generate(prompt, engine.llm.cfg.max_seq_len, schedule, sampling),
-                                  tokens), codec, voice, start)
+    stream = stream_events(record(engine.generate(prompt, engine.llm.cfg.max_seq_len, schedule, sampling,
+                                                  min_confidence=min_confidence), tokens), codec, voice, start)
     chunks = []
     with WavWriter(out) if out else contextlib.nullcontext() as wav_file:  # renamed onto out at the end
         print("text: ", end="", flush=True)

@@ -56,7 +56,7 @@ def test_verified_chat_prints_vanillas_answer_and_the_acceptance(flags, capsys):
     question = ["--task", "chat", "--text", "what pet does bob have", *flags]
     assert generate.main([*question, "--mode", "vanilla"]) == 0
     vanilla = capsys.readouterr().out
-    assert generate.main([*question, "--mode", "turbo", "--verify"]) == 0
+    assert generate.main([*question, "--mode", "turbo", "--verify", "--min-confidence", "0.3"]) == 0
     verified = capsys.readouterr().out
     answer = [line for line in vanilla.splitlines() if line.startswith("text: ")]
     assert answer and answer == [line for line in verified.splitlines() if line.startswith("text: ")]

@@ -180,3 +180,48 @@ def test_sampled_verification_draws_from_the_llms_distribution():
         assert stat < CHI2_999[df], (position, stat, df)
         stat, df = chi_square_two_samples(pick["vanilla"], pick["turbo"])
         assert stat > 100, (position, stat, df)  # the test has the power to see a wrong rule
+
+
+class Confidences(Engine):
+    """Records each module step's top probability and position."""
+
+    def module_step(self, k):
+        logits = super().module_step(k)
+        self.seen.append((self.n, logits.softmax(-1).max().item()))
+        return logits
+
+
+def test_adaptive_depth_lets_only_confident_modules_write(models):
+    llm, mctp = models
+    prompt = PROMPTS[3]
+    vanilla = Engine(llm, mctp).generate_ids(prompt, 50, "vanilla", stop=None)
+    engine = Confidences(llm, mctp)
+    engine.seen = []
+    never = list(engine.generate(prompt, 50, "turbo", stop=None, min_confidence=0.999))
+    assert [t.id for t in never] == vanilla and all(t.source == -1 for t in never)  # no module is that sure
+    engine.seen = []
+    middle = list(engine.generate(prompt, 60, "turbo", stop=None, min_confidence=0.3))
+    sure = {n for n, p in engine.seen if p >= 0.3}  # positions (n before the token) a module was sure at
+    written = [i for i, t in enumerate(middle) if t.source >= 0]
+    assert written and len(written) < len(middle)  # some modules wrote, some turns went to the LLM
+    assert all(len(prompt) + i in sure for i in written)
+    for i, t in enumerate(middle[1:], 1):  # after the LLM took a module's turn, a run starts at module 0
+        if t.source >= 0 and middle[i - 1].source == -1:
+            assert t.source == 0
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.5])
+def test_adaptive_verified_output_is_still_vanillas(models, threshold):
+    llm, mctp = models
+    for prompt in PROMPTS[:4]:
+        want = Engine(llm, mctp).generate_ids(prompt, 50, "vanilla", stop=None)
+        engine = OracleDrafts(llm, mctp, wrong={4, 9})
+        assert engine.generate_ids(prompt, 50, "turbo", stop=None, min_confidence=threshold) == want
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.0, 2.0])
+def test_a_threshold_outside_0_1_is_one_line(models, threshold):
+    llm, mctp = models
+    for engine in (Engine(llm, mctp), VerifiedEngine(llm, mctp)):
+        with pytest.raises(VitaError, match=f"confidence threshold {threshold}: must lie in"):
+            list(engine.generate([1, 2], 5, "turbo", min_confidence=threshold))

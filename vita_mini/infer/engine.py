@@ -39,6 +39,18 @@ from vita_mini.model.mctp import MCTP
 from vita_mini.vocab import END
 
 
+def confidence(logits: torch.Tensor) -> float:
+    """The probability of the most likely token under ``logits`` [V] (softmax, temperature 1)."""
+    return float(logits.float().softmax(-1).max())
+
+
+def check_confidence(min_confidence: float) -> None:
+    if not 0.0 <= min_confidence < 1.0:
+        raise VitaError(f"confidence threshold {min_confidence}: must lie in [0, 1) "
+                        f"(0 = the schedule's full runs; a module writes only when its top "
+                        f"probability reaches the threshold)")
+
+
 @dataclass
 class Token:
     id: int
@@ -120,10 +132,16 @@ class Engine:
     # ---- generation -------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, prompt: list[int], max_new_tokens: int, schedule="vanilla",
-                 sampling: Sampling | None = None, stop: int | None = END) -> Iterator[Token]:
+                 sampling: Sampling | None = None, stop: int | None = END,
+                 min_confidence: float = 0.0) -> Iterator[Token]:
         """Yield new tokens one by one (with who wrote them) until ``stop`` (yielded too) or
-        ``max_new_tokens``. The context is capped at llm.max_seq_len."""
+        ``max_new_tokens``. The context is capped at llm.max_seq_len.
+
+        ``min_confidence`` > 0: adaptive depth (beyond the paper). A module whose most likely
+        token has a probability below it does not write: the LLM takes that turn, and the
+        module run ends there (the LLM forward counts as the schedule's next LLM step)."""
         schedule = self.check_schedule(schedule)
+        check_confidence(min_confidence)
         check_prompt(prompt, self.llm.cfg.max_seq_len)
         sampling = sampling or Sampling()
         max_new_tokens = min(max_new_tokens, self.llm.cfg.max_seq_len - len(prompt))
@@ -132,7 +150,14 @@ class Engine:
         who = steps(schedule)
         for _ in range(max_new_tokens):
             source = next(who)
-            logits = self.llm_step() if source < 0 else self.module_step(source)
+            if source < 0:
+                logits = self.llm_step()
+            else:
+                logits = self.module_step(source)
+                if min_confidence and confidence(logits) < min_confidence:
+                    while source >= 0:  # the run ends; the LLM writes this token instead
+                        source = next(who)
+                    logits = self.llm_step()
             seen = self.ids[0, :self.n] if sampling.repetition_penalty != 1.0 else None
             token = choose(logits, sampling, seen, generator)
             self._append(token)
@@ -141,5 +166,6 @@ class Engine:
                 return
 
     def generate_ids(self, prompt: list[int], max_new_tokens: int, schedule="vanilla",
-                     sampling: Sampling | None = None, stop: int | None = END) -> list[int]:
-        return [t.id for t in self.generate(prompt, max_new_tokens, schedule, sampling, stop)]
+                     sampling: Sampling | None = None, stop: int | None = END,
+                     min_confidence: float = 0.0) -> list[int]:
+        return [t.id for t in self.generate(prompt, max_new_tokens, schedule, sampling, stop, min_confidence)]

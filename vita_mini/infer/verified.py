@@ -38,7 +38,7 @@ import torch
 
 from vita_mini.errors import VitaError
 from vita_mini.infer.decode import check_prompt
-from vita_mini.infer.engine import Engine, Token
+from vita_mini.infer.engine import Engine, Token, check_confidence, confidence
 from vita_mini.infer.sampling import Sampling, choose, probabilities
 from vita_mini.infer.schedule import steps
 from vita_mini.vocab import END
@@ -95,9 +95,12 @@ class VerifiedEngine(Engine):
 
     @torch.no_grad()
     def generate(self, prompt: list[int], max_new_tokens: int, schedule="turbo",
-                 sampling: Sampling | None = None, stop: int | None = END) -> Iterator[Token]:
+                 sampling: Sampling | None = None, stop: int | None = END,
+                 min_confidence: float = 0.0) -> Iterator[Token]:
         """Yield verified tokens (with who wrote them) until ``stop`` or ``max_new_tokens``:
-        the schedule's MCTP runs are drafts, each LLM forward checks the run before it."""
+        the schedule's MCTP runs are drafts, each LLM forward checks the run before it.
+        ``min_confidence`` > 0: a run of drafts ends at the first module whose most likely
+        token's probability is below it (that module's draft is not used)."""
         if self.mctp is None:
             raise VitaError("verified decoding checks the MCTP modules' drafts, but the checkpoint has "
                             "none: train them with python train.py --stage 2, then --stage 3")
@@ -106,6 +109,7 @@ class VerifiedEngine(Engine):
             raise VitaError(f"verified decoding takes no repetition penalty (got "
                             f"{sampling.repetition_penalty}): leave --repetition-penalty at 1")
         schedule = self.check_schedule(schedule)
+        check_confidence(min_confidence)
         check_prompt(prompt, self.llm.cfg.max_seq_len)
         max_new_tokens = min(max_new_tokens, self.llm.cfg.max_seq_len - len(prompt))
         self._reset(prompt, len(prompt) + max_new_tokens)
@@ -114,12 +118,17 @@ class VerifiedEngine(Engine):
         who = steps(schedule)
         drafts: list[Token] = []
         draft_probs: list[torch.Tensor] = []  # when sampling: the distribution of each draft
-        produced = 0
+        produced, drafting = 0, True  # drafting: False once this run's drafts are done
         while produced < max_new_tokens:
             source = next(who)
             if source >= 0:  # a draft, if there is room for it and the LLM's token after it
-                if produced + len(drafts) + 1 < max_new_tokens and not (drafts and drafts[-1].id == stop):
+                drafting = drafting and produced + len(drafts) + 1 < max_new_tokens \
+                    and not (drafts and drafts[-1].id == stop)
+                if drafting:
                     logits = self.module_step(source)
+                    if min_confidence and confidence(logits) < min_confidence:
+                        drafting = False  # the run ends here: the LLM checks what there is
+                        continue
                     if sampling.greedy:
                         token = int(logits.argmax())
                     else:
@@ -129,7 +138,7 @@ class VerifiedEngine(Engine):
                     drafts.append(Token(token, source))
                 continue
             verified = self.verify_step(drafts, draft_probs, sampling, generator)
-            drafts, draft_probs = [], []
+            drafts, draft_probs, drafting = [], [], True
             for token in verified:
                 yield token
                 produced += 1
