@@ -130,6 +130,19 @@ class Engine:
         return llm.lm_head(h[0, -1])
 
     # ---- generation -------------------------------------------------------------------------
+    def start(self, prompt: list[int], max_new_tokens: int, schedule, sampling: Sampling | None,
+              min_confidence: float) -> tuple:
+        """Check a generation's arguments and empty the caches -> (schedule, max_new_tokens capped
+        at llm.max_seq_len, the sampling generator or None when greedy)."""
+        schedule = self.check_schedule(schedule)
+        check_confidence(min_confidence)
+        check_prompt(prompt, self.llm.cfg.max_seq_len)
+        max_new_tokens = min(max_new_tokens, self.llm.cfg.max_seq_len - len(prompt))
+        self._reset(prompt, len(prompt) + max_new_tokens)
+        greedy = sampling is None or sampling.greedy
+        generator = None if greedy else torch.Generator(self.device).manual_seed(sampling.seed)
+        return schedule, max_new_tokens, generator
+
     @torch.no_grad()
     def generate(self, prompt: list[int], max_new_tokens: int, schedule="vanilla",
                  sampling: Sampling | None = None, stop: int | None = END,
@@ -140,13 +153,9 @@ class Engine:
         ``min_confidence`` > 0: adaptive depth (beyond the paper). A module whose most likely
         token has a probability below it does not write: the LLM takes that turn, and the
         module run ends there (the LLM forward counts as the schedule's next LLM step)."""
-        schedule = self.check_schedule(schedule)
-        check_confidence(min_confidence)
-        check_prompt(prompt, self.llm.cfg.max_seq_len)
+        schedule, max_new_tokens, generator = self.start(prompt, max_new_tokens, schedule, sampling,
+                                                         min_confidence)
         sampling = sampling or Sampling()
-        max_new_tokens = min(max_new_tokens, self.llm.cfg.max_seq_len - len(prompt))
-        self._reset(prompt, len(prompt) + max_new_tokens)
-        generator = None if sampling.greedy else torch.Generator(self.device).manual_seed(sampling.seed)
         who = steps(schedule)
         for _ in range(max_new_tokens):
             source = next(who)

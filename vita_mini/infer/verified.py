@@ -37,8 +37,7 @@ from collections.abc import Iterator
 import torch
 
 from vita_mini.errors import VitaError
-from vita_mini.infer.decode import check_prompt
-from vita_mini.infer.engine import Engine, Token, check_confidence, confidence
+from vita_mini.infer.engine import Engine, Token, confidence
 from vita_mini.infer.sampling import Sampling, choose, probabilities
 from vita_mini.infer.schedule import steps
 from vita_mini.vocab import END
@@ -71,10 +70,11 @@ class VerifiedEngine(Engine):
         for j, draft in enumerate(drafts):
             at = logits[0, first + j - 1 - start]  # the LLM's logits for the draft's position
             if sampling.greedy:
-                if draft.id == int(at.argmax()):
+                choice = int(at.argmax())
+                if draft.id == choice:
                     accepted += 1
                     continue
-                token = int(at.argmax())
+                token = choice
             else:
                 p, q = probabilities(at, sampling), draft_probs[j]
                 if torch.rand(1, generator=generator).item() * q[draft.id] < p[draft.id]:
@@ -108,13 +108,9 @@ class VerifiedEngine(Engine):
         if sampling.repetition_penalty != 1.0:
             raise VitaError(f"verified decoding takes no repetition penalty (got "
                             f"{sampling.repetition_penalty}): leave --repetition-penalty at 1")
-        schedule = self.check_schedule(schedule)
-        check_confidence(min_confidence)
-        check_prompt(prompt, self.llm.cfg.max_seq_len)
-        max_new_tokens = min(max_new_tokens, self.llm.cfg.max_seq_len - len(prompt))
-        self._reset(prompt, len(prompt) + max_new_tokens)
+        schedule, max_new_tokens, generator = self.start(prompt, max_new_tokens, schedule, sampling,
+                                                         min_confidence)
         self.acceptance = []
-        generator = None if sampling.greedy else torch.Generator(self.device).manual_seed(sampling.seed)
         who = steps(schedule)
         drafts: list[Token] = []
         draft_probs: list[torch.Tensor] = []  # when sampling: the distribution of each draft
