@@ -225,3 +225,38 @@ def test_a_threshold_outside_0_1_is_one_line(models, threshold):
     for engine in (Engine(llm, mctp), VerifiedEngine(llm, mctp)):
         with pytest.raises(VitaError, match=f"confidence threshold {threshold}: must lie in"):
             list(engine.generate([1, 2], 5, "turbo", min_confidence=threshold))
+
+
+class DraftLog(VerifiedEngine):
+    """Verified decoding that also keeps, per LLM forward, the draft ids and how many it accepted."""
+
+    def check_drafts(self, drafts, rows, draft_probs, sampling, generator):
+        accepted, token = super().check_drafts(drafts, rows, draft_probs, sampling, generator)
+        self.checked.append(([d.id for d in drafts], accepted))
+        return accepted, token
+
+
+@pytest.mark.parametrize("schedule", ["turbo", "boost"])
+def test_greedy_verified_output_is_vanillas_on_every_prompt_of_the_evaluation_suite(tiny_full_run, schedule):
+    """The trained tiny model (not random weights): every TTS sentence of the test split and every
+    spoken question (seen and text-only facts) that python -m vita_mini.eval asks."""
+    from vita_mini.config import get_config
+    from vita_mini.eval.suite import load_suite_data
+    from vita_mini.vocab import SPOKEN_ANSWER_INSTRUCTION, TTS_INSTRUCTION, prompt_tokens, text_ids
+
+    run, _, _ = tiny_full_run
+    cfg = get_config("tiny", [f"cache_dir={run / 'cache'}"])
+    cfg.run_dir = str(run / "run")
+    data = load_suite_data(cfg, torch.device("cpu"), log=lambda *a: None)
+    prompts = [prompt_tokens(TTS_INSTRUCTION, text_ids(t)) for t in data.test_texts]
+    prompts += [prompt_tokens(SPOKEN_ANSWER_INSTRUCTION, q.user) for q in data.sqa.test_seen + data.sqa.test_text]
+    assert len(prompts) == 32
+    plain, verified = Engine(data.llm, data.mctp), DraftLog(data.llm, data.mctp)
+    verified.checked = []
+    max_new = data.llm.cfg.max_seq_len
+    for prompt in prompts:
+        assert verified.generate_ids(prompt, max_new, schedule) == plain.generate_ids(prompt, max_new, "vanilla")
+    # rollbacks happened, among them ones that took back a chunk boundary (a drafted BOA or EOA)
+    rolled_back = [ids[accepted:] for ids, accepted in verified.checked if accepted < len(ids)]
+    assert rolled_back and any(BOA in ids or EOA in ids for ids in rolled_back)
+    assert any(accepted > 0 for _, accepted in verified.checked)  # and drafts were accepted too

@@ -1,4 +1,4 @@
-"""Shared by the command lines (train.py, generate.py, python -m vita_mini.eval): a VitaError
+"""Shared by the command lines (train.py, generate.py, python -m vita_mini.eval ...): a VitaError
 becomes ``error: ...`` on stderr, one line per problem, and exit code 2; ``--modes`` gives back
 the overrides it swallowed."""
 
@@ -38,3 +38,25 @@ def split_modes(args) -> None:
     args.modes = [word for word in args.modes if "=" not in word]
     if not args.modes:
         raise VitaError("--modes needs at least one mode (vanilla, balance, boost, turbo) or schedule (e.g. 1,10,4,10)")
+
+
+def add_run_arguments(parser) -> None:
+    """--preset, --run-dir, --device and the config overrides: how an evaluation command finds
+    a trained run (python -m vita_mini.eval, python -m vita_mini.eval.speed_quality)."""
+    from vita_mini.config import PRESETS
+
+    parser.add_argument("--preset", default="toy", choices=list(PRESETS))
+    parser.add_argument("--run-dir", default=None, help="where the checkpoints are (default: runs/<preset>)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("overrides", nargs="*", metavar="section.field=value",
+                        help="config overrides the run was trained with")
+
+
+def run_config(args):
+    """The config of the run that ``add_run_arguments``' flags name."""
+    from vita_mini.config import get_config
+
+    cfg = get_config(args.preset, args.overrides)
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    return cfg

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from vita_mini.cli import run_main, split_modes
-from vita_mini.config import PRESETS, get_config
+from vita_mini.cli import add_run_arguments, run_config, run_main, split_modes
 from vita_mini.eval.suite import MODE_NAMES, evaluate_and_report
 from vita_mini.runs import pick_device
 
@@ -18,21 +17,14 @@ from vita_mini.runs import pick_device
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vita_mini.eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="toy", choices=list(PRESETS))
-    parser.add_argument("--run-dir", default=None, help="where the checkpoints are (default: runs/<preset>)")
-    parser.add_argument("--device", default="auto")
+    add_run_arguments(parser)
     parser.add_argument("--modes", nargs="+", default=list(MODE_NAMES),
                         help="modes or schedules to evaluate (default: vanilla balance boost turbo)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--figures", help="also draw the figures into this folder (needs matplotlib)")
-    parser.add_argument("overrides", nargs="*", metavar="section.field=value",
-                        help="config overrides the run was trained with")
     args = parser.parse_intermixed_args(argv)
     split_modes(args)
-    cfg = get_config(args.preset, args.overrides)
-    if args.run_dir:
-        cfg.run_dir = args.run_dir
-    evaluate_and_report(cfg, pick_device(args.device), args.modes, args.json, args.figures)
+    evaluate_and_report(run_config(args), pick_device(args.device), args.modes, args.json, args.figures)
     return 0
 
 

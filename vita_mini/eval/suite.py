@@ -27,53 +27,84 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 
 import torch
 
+from vita_mini.audio.codec import AudioCodec
+from vita_mini.audio.judge import JudgeASR
 from vita_mini.checkpoint import save_json
 from vita_mini.codes import corpus_tokens, spoken_qa_data
 from vita_mini.config import Config
 from vita_mini.data.corpus import corpus_path, load_corpus
+from vita_mini.data.spoken_qa import SpokenQAData
 from vita_mini.data.samples import pack
 from vita_mini.eval.mctp_accuracy import format_accuracy, module_accuracy
 from vita_mini.eval.tasks import asr_cer, s2s_ceiling, spoken_qa_report, tts_judge_cer
 from vita_mini.infer.engine import Engine
-from vita_mini.infer.schedule import MODES, own_mode, step_note
+from vita_mini.infer.schedule import MODES, own_mode, parse_schedule, step_note
+from vita_mini.model.llm import LLM
+from vita_mini.model.mctp import MCTP
 from vita_mini.runs import load_audio_models, load_speech_lm, report_voice, trained_interleave
 
 MODE_NAMES = tuple(MODES)  # vanilla, balance, boost, turbo
 
 
-def run_suite(cfg: Config, device: torch.device, modes=MODE_NAMES, log=print) -> dict:
-    """Every table's numbers, as one JSON-ready dict."""
-    t0 = time.perf_counter()
+@dataclass
+class SuiteData:
+    """What the suite evaluates: the stage-4 model, stage 0's codec and judge, the test split."""
+
+    cfg: Config  # with alignment_data.ratio = the interleave the model was trained on
+    codec: AudioCodec
+    judge: JudgeASR
+    llm: LLM
+    mctp: MCTP | None
+    interleave: tuple
+    test_codes: list[list[int]]  # the test utterances' audio codes
+    test_texts: list[str]  # ... and their sentences
+    sqa: SpokenQAData  # spoken QA: test_seen, test_text (questions) and test_seen_samples
+    voice: int | torch.Tensor  # the voice answers are decoded in (runs.report_voice)
+
+
+def load_suite_data(cfg: Config, device: torch.device, log=print) -> SuiteData:
     codec, judge = load_audio_models(cfg, device)
     llm, mctp = load_speech_lm(cfg, 4, device)
-    engine = Engine(llm, mctp)
-    for mode in modes:
-        engine.check_schedule(mode)  # a bad mode fails now, not after minutes of work
     # the token shards beside stage 0 from training; the suite only reads the run (write=False)
     corpus = corpus_tokens(cfg, codec, corpus_path(cfg), lambda: load_corpus(cfg, log), write=False, log=log)
     test, codes = corpus.indices("test"), corpus.code_lists()
-    test_codes, test_texts = [codes[u] for u in test], [corpus.texts[u] for u in test]
     interleave = trained_interleave(cfg, 4)
     # lay the seen-fact answers out as this model was trained (the teacher-forced table reads them),
     # whatever interleave the command line's config names
     cfg = copy.deepcopy(cfg)
     cfg.alignment_data.ratio = tuple(interleave)
     sqa = spoken_qa_data(cfg, codec, log, write=False)
-    voice = report_voice(cfg, codec)
+    return SuiteData(cfg, codec, judge, llm, mctp, interleave, [codes[u] for u in test],
+                     [corpus.texts[u] for u in test], sqa, report_voice(cfg, codec))
+
+
+def run_suite(cfg: Config, device: torch.device, modes=MODE_NAMES, log=print) -> dict:
+    """Every table's numbers, as one JSON-ready dict."""
+    t0 = time.perf_counter()
+    for mode in modes:
+        parse_schedule(mode)  # a bad mode fails now, not after minutes of work
+    data = load_suite_data(cfg, device, log)
+    cfg, codec, judge, llm, mctp = data.cfg, data.codec, data.judge, data.llm, data.mctp
+    sqa, voice, interleave = data.sqa, data.voice, data.interleave
+    test_codes, test_texts = data.test_codes, data.test_texts
+    engine = Engine(llm, mctp)
+    for mode in modes:
+        engine.check_schedule(mode)  # ... and one the cascade cannot run before the first table
     notes = {mode: step_note(mode, interleave) for mode in modes}
     results = {"preset": cfg.preset, "run_dir": cfg.resolved_run_dir(), "modes": list(modes),
                "interleave": list(interleave), "own_mode": own_mode(interleave),
                "out_of_step": {mode: note for mode, note in notes.items() if note},
-               "n_test_utterances": len(test), "n_seen": len(sqa.test_seen), "n_text_only": len(sqa.test_text)}
-    log(f"ASR on {len(test)} test utterances ...")
+               "n_test_utterances": len(test_texts), "n_seen": len(sqa.test_seen), "n_text_only": len(sqa.test_text)}
+    log(f"ASR on {len(test_texts)} test utterances ...")
     results["asr_cer"], _ = asr_cer(llm, test_codes, test_texts)
     results["tts"], results["spoken_qa"], results["speed"] = {}, {}, {}
     results["s2s_ceiling"] = s2s_ceiling(codec, judge, sqa.test_seen, voice)  # the same in every mode
     for mode in modes:
-        log(f"{mode}: TTS of {len(test)} sentences, spoken QA of "
+        log(f"{mode}: TTS of {len(test_texts)} sentences, spoken QA of "
             f"{len(sqa.test_seen) + len(sqa.test_text)} questions ...")
         tts = tts_judge_cer(llm, codec, judge, test_texts, voice, mctp=mctp, schedule=mode)
         results["tts"][mode] = {k: tts[k] for k in ("judge_cer", "copy_cer", "self_cer")}

@@ -57,6 +57,12 @@ def asr_cer(model: LLM, codes_list, texts: list[str]) -> tuple[float, list[str]]
     return cer(texts, hyps), hyps
 
 
+def hear(codec: AudioCodec, judge: JudgeASR, ids: list[int], voice: int | torch.Tensor = 0) -> str:
+    """What the judge hears in the audio of the generated ``ids``, decoded in ``voice`` ("" without audio)."""
+    codes = decode_audio(ids)
+    return judge.transcribe(codec.decode(torch.tensor(codes), voice)).strip() if codes else ""
+
+
 def tts_judge_cer(model: LLM, codec: AudioCodec, judge: JudgeASR, texts: list[str], voice: int = 0,
                   mctp: MCTP | None = None, schedule="vanilla") -> dict:
     """Generate speech for each text, decode it to audio in ``voice``, let the judge transcribe it.
@@ -68,9 +74,8 @@ def tts_judge_cer(model: LLM, codec: AudioCodec, judge: JudgeASR, texts: list[st
     heard, written = [], []
     for text in texts:
         answer = read_aloud(model, text, mctp=mctp, schedule=schedule)
-        codes = decode_audio(answer)
         written.append(decode_text(answer).strip())
-        heard.append(judge.transcribe(codec.decode(torch.tensor(codes), voice)).strip() if codes else "")
+        heard.append(hear(codec, judge, answer, voice))
     return {"judge_cer": cer(texts, heard), "copy_cer": cer(texts, written),
             "self_cer": cer(written, heard), "heard": heard, "written": written}
 
@@ -105,9 +110,7 @@ def spoken_answer(engine: Engine, codec: AudioCodec, judge: JudgeASR, user: list
         if token.id == EOA and first is None:
             first = time.perf_counter() - start
     seconds = time.perf_counter() - start
-    codes = decode_audio(ids)
-    heard = judge.transcribe(codec.decode(torch.tensor(codes), voice)).strip() if codes else ""
-    return SpokenAnswer(decode_text(ids).strip(), heard, len(ids), seconds, first)
+    return SpokenAnswer(decode_text(ids).strip(), hear(codec, judge, ids, voice), len(ids), seconds, first)
 
 
 def spoken_qa_accuracy(engine: Engine, codec: AudioCodec, judge: JudgeASR, questions: list[SpokenQuestion],

@@ -81,16 +81,25 @@ def mean(xs: list[float]) -> float:
     return sum(xs) / max(1, len(xs))
 
 
-@torch.no_grad()
-def benchmark_size(name: str, cfg: LLMConfig, vocab: int, n_new: int, n_prompt: int = 32,
-                   n_modules: int = 10, modes=tuple(MODES), seed: int = 0,
-                   dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> list[Row]:
+def random_engine(cfg: LLMConfig, vocab: int, n_prompt: int, n_new: int, n_modules: int = 10, seed: int = 0,
+                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                  engine_class=Engine) -> tuple[Engine, list[int]]:
+    """An engine over an LLM and MCTP cascade of random weights shaped by ``cfg``, with room for
+    ``n_prompt + n_new`` positions, and a random prompt of ``n_prompt`` tokens."""
     cfg = LLMConfig(**{**asdict(cfg), "max_seq_len": n_prompt + n_new})
     torch.manual_seed(seed)
     llm = LLM(cfg, vocab).eval().to(device, dtype)
     mctp = MCTP(cfg, n_modules).eval().to(device, dtype)
-    engine = Engine(llm, mctp)
     prompt = torch.randint(0, vocab, (n_prompt,), generator=torch.Generator().manual_seed(seed)).tolist()
+    return engine_class(llm, mctp), prompt
+
+
+@torch.no_grad()
+def benchmark_size(name: str, cfg: LLMConfig, vocab: int, n_new: int, n_prompt: int = 32,
+                   n_modules: int = 10, modes=tuple(MODES), seed: int = 0,
+                   dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> list[Row]:
+    engine, prompt = random_engine(cfg, vocab, n_prompt, n_new, n_modules, seed, dtype, device)
+    llm = engine.llm
     chunk = BOOST_RATIO[0] + BOOST_RATIO[1]
     timed_run(engine, prompt, 16, "turbo")  # warm-up: first calls allocate and pick kernels
     runs = {mode: timed_run(engine, prompt, n_new, mode) for mode in modes}

@@ -66,32 +66,35 @@ class VerifiedEngine(Engine):
         start, end = self.llm_len, self.n
         logits, hidden = self.llm(self.ids[:, start:end], cache=self.llm_cache)  # [1, T, V], [1, T, C]
         first = end - len(drafts)  # position of the first draft; logits[0, i] are for start+i+1
-        accepted, token = 0, None
-        for j, draft in enumerate(drafts):
-            at = logits[0, first + j - 1 - start]  # the LLM's logits for the draft's position
-            if sampling.greedy:
-                choice = int(at.argmax())
-                if draft.id == choice:
-                    accepted += 1
-                    continue
-                token = choice
-            else:
-                p, q = probabilities(at, sampling), draft_probs[j]
-                if torch.rand(1, generator=generator).item() * q[draft.id] < p[draft.id]:
-                    accepted += 1  # kept with probability min(1, p(x) / q(x))
-                    continue
-                residual = (p - q).clamp(min=0)
-                token = int(torch.multinomial(residual / residual.sum(), 1, generator=generator))
-            break
+        # rows[j]: the LLM's logits for draft j's position; rows[len(drafts)]: for the one after
+        accepted, token = self.check_drafts(drafts, logits[0, first - 1 - start:], draft_probs, sampling, generator)
         keep = first + accepted  # positions 0 .. keep-1 stand
-        if token is None:  # every draft stands: the LLM's token after the last one
-            token = choose(logits[0, keep - 1 - start], sampling, None, generator)
         self.llm_hidden[start:end] = hidden[0]
         self.llm_len = end
         self.rollback(keep)
         self._append(token)
         self.acceptance.append((len(drafts), accepted))
         return drafts[:accepted] + [Token(token, -1)]
+
+    def check_drafts(self, drafts: list[Token], rows: torch.Tensor, draft_probs: list[torch.Tensor],
+                     sampling: Sampling, generator: torch.Generator | None) -> tuple[int, int]:
+        """The verification rule -> (drafts accepted, counted from the first; the LLM's token at
+        the position after them). ``rows`` [len(drafts) + 1, V]: the LLM's logits for each
+        draft's position and for the position after the last."""
+        for j, draft in enumerate(drafts):
+            if sampling.greedy:
+                choice = int(rows[j].argmax())
+                if draft.id != choice:
+                    return j, choice
+            else:
+                p, q = probabilities(rows[j], sampling), draft_probs[j]
+                if torch.rand(1, generator=generator).item() * q[draft.id] >= p[draft.id]:
+                    # rejected (a draft x is kept with probability min(1, p(x) / q(x))):
+                    # the token comes from the residual max(0, p - q), renormalised
+                    residual = (p - q).clamp(min=0)
+                    return j, int(torch.multinomial(residual / residual.sum(), 1, generator=generator))
+        # every draft stands: the LLM's token after the last one
+        return len(drafts), choose(rows[len(drafts)], sampling, None, generator)
 
     @torch.no_grad()
     def generate(self, prompt: list[int], max_new_tokens: int, schedule="turbo",
