@@ -47,7 +47,7 @@ import torch
 
 from vita_mini.audio.speaker import MIN_REFERENCE_SECONDS
 from vita_mini.audio.wav import SILENCE_PEAK, WavWriter, load_audio, write_wav
-from vita_mini.cli import run_main, split_modes
+from vita_mini.cli import run_main, split_modes, threshold_arg
 from vita_mini.config import PRESETS, get_config
 from vita_mini.data.synth import SPEAKERS, synthesize
 from vita_mini.errors import VitaError
@@ -91,9 +91,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--verify", action="store_true",
                         help="tasks tts, chat: the MCTP tokens are drafts the LLM checks (greedy; the "
                              "output is Vanilla's, faster when the drafts are right)")
-    parser.add_argument("--min-confidence", type=float, default=0.0,
+    parser.add_argument("--min-confidence", type=threshold_arg, default=0.0,
                         help="tasks tts, chat: adaptive depth: a module writes only when its top "
-                             "probability reaches this, else the LLM takes the turn (0 = never)")
+                             "probability reaches this, else the LLM takes the turn (0 = never); "
+                             "text,audio (e.g. 0.9,0.5) sets one per kind of token")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (tasks tts, chat)")
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--top-p", type=float, default=1.0)
@@ -306,7 +307,8 @@ def run_llm_task(args, cfg) -> int:
 
 
 def stream_answer(engine: Engine, prompt: list[int], schedule, sampling: Sampling, codec,
-                  voice: int | torch.Tensor, out: str | None, min_confidence: float = 0.0) -> None:
+                  voice: int | torch.Tensor, out: str | None,
+                  min_confidence: float | tuple[float, float] = 0.0) -> None:
     """Generate by ``schedule``: print the text as it is written, decode and write the audio chunk
     by chunk, report the speed; the WAV (if ``out``) appears only once the answer is complete."""
     start = time.perf_counter()

@@ -1,5 +1,7 @@
 """Verified MCTP decoding: greedy output equals Vanilla's, drafts accepted and rolled back."""
 
+import re
+
 import pytest
 import torch
 
@@ -210,6 +212,35 @@ def test_adaptive_depth_lets_only_confident_modules_write(models):
             assert t.source == 0
 
 
+def test_a_threshold_per_kind_of_token(models):
+    """(text, audio): the threshold of the kind of the module's most likely token applies."""
+    from vita_mini.vocab import is_audio
+    llm, mctp = models
+    engine = Engine(llm, mctp)
+    kinds = {"text": lambda t: not (is_audio(t) or t in (BOA, EOA)), "audio": lambda t: is_audio(t) or t in (BOA, EOA)}
+    for prompt in PROMPTS[:4]:
+        # the same threshold for both kinds is the single threshold
+        assert engine.generate_ids(prompt, 60, "turbo", stop=None, min_confidence=(0.3, 0.3)) == \
+            engine.generate_ids(prompt, 60, "turbo", stop=None, min_confidence=0.3)
+        for open_kind, pair in (("text", (0.0, 0.999)), ("audio", (0.999, 0.0))):
+            out = list(engine.generate(prompt, 60, "turbo", stop=None, min_confidence=pair))
+            assert all(kinds[open_kind](t.id) for t in out if t.source >= 0), (open_kind, prompt)
+    # text tokens are most of this vocabulary: with text open, modules do write
+    out = list(engine.generate(PROMPTS[0], 60, "turbo", stop=None, min_confidence=(0.0, 0.999)))
+    assert any(t.source >= 0 for t in out)
+
+
+@pytest.mark.parametrize("text", ["0.7", "0.9,0.5", "abc", "0.1,0.2,0.3"])
+def test_threshold_argument(text):
+    import argparse
+    from vita_mini.cli import threshold_arg
+    if text in ("0.7", "0.9,0.5"):
+        assert threshold_arg(text) == (0.7 if text == "0.7" else (0.9, 0.5))
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match="give a threshold such as 0.7"):
+            threshold_arg(text)
+
+
 @pytest.mark.parametrize("threshold", [0.2, 0.5])
 def test_adaptive_verified_output_is_still_vanillas(models, threshold):
     llm, mctp = models
@@ -219,11 +250,11 @@ def test_adaptive_verified_output_is_still_vanillas(models, threshold):
         assert engine.generate_ids(prompt, 50, "turbo", stop=None, min_confidence=threshold) == want
 
 
-@pytest.mark.parametrize("threshold", [-0.1, 1.0, 2.0])
+@pytest.mark.parametrize("threshold", [-0.1, 1.0, 2.0, (0.5, 1.2), (0.1, 0.2, 0.3)])
 def test_a_threshold_outside_0_1_is_one_line(models, threshold):
     llm, mctp = models
     for engine in (Engine(llm, mctp), VerifiedEngine(llm, mctp)):
-        with pytest.raises(VitaError, match=f"confidence threshold {threshold}: must lie in"):
+        with pytest.raises(VitaError, match=f"confidence threshold {re.escape(str(threshold))}: must lie in"):
             list(engine.generate([1, 2], 5, "turbo", min_confidence=threshold))
 
 
@@ -236,10 +267,17 @@ class DraftLog(VerifiedEngine):
         return accepted, token
 
 
-@pytest.mark.parametrize("schedule", ["turbo", "boost"])
-def test_greedy_verified_output_is_vanillas_on_every_prompt_of_the_evaluation_suite(tiny_full_run, schedule):
+@pytest.mark.parametrize("schedule, max_new", [
+    ("turbo", 100),
+    pytest.param("turbo", None, marks=pytest.mark.slow),  # whole answers: about 4x the time
+    pytest.param("boost", None, marks=pytest.mark.slow),
+])
+def test_greedy_verified_output_is_vanillas_on_every_prompt_of_the_evaluation_suite(tiny_full_run, schedule,
+                                                                                      max_new):
     """The trained tiny model (not random weights): every TTS sentence of the test split and every
-    spoken question (seen and text-only facts) that python -m vita_mini.eval asks."""
+    spoken question (seen and text-only facts) that python -m vita_mini.eval asks; in the default
+    suite the first 100 tokens of each answer (seven audio chunks of the interleave), whole answers
+    in the slow tests."""
     from vita_mini.config import get_config
     from vita_mini.eval.suite import load_suite_data
     from vita_mini.vocab import SPOKEN_ANSWER_INSTRUCTION, TTS_INSTRUCTION, prompt_tokens, text_ids
@@ -253,7 +291,7 @@ def test_greedy_verified_output_is_vanillas_on_every_prompt_of_the_evaluation_su
     assert len(prompts) == 32
     plain, verified = Engine(data.llm, data.mctp), DraftLog(data.llm, data.mctp)
     verified.checked = []
-    max_new = data.llm.cfg.max_seq_len
+    max_new = max_new or data.llm.cfg.max_seq_len
     for prompt in prompts:
         assert verified.generate_ids(prompt, max_new, schedule) == plain.generate_ids(prompt, max_new, "vanilla")
     # rollbacks happened, among them ones that took back a chunk boundary (a drafted BOA or EOA)

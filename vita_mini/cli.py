@@ -60,3 +60,16 @@ def run_config(args):
     if args.run_dir:
         cfg.run_dir = args.run_dir
     return cfg
+
+
+def threshold_arg(text: str) -> float | tuple[float, float]:
+    """An argparse type for confidence thresholds: "0.7" (every token) or "0.9,0.5" (text, audio)."""
+    import argparse
+
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a threshold such as 0.7, or text,audio such as 0.9,0.5")
+    return values[0] if len(values) == 1 else values

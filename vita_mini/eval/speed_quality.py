@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from vita_mini.checkpoint import save_json
-from vita_mini.cli import add_run_arguments, run_config, run_main
+from vita_mini.cli import add_run_arguments, run_config, run_main, threshold_arg
 from vita_mini.data.spoken_qa import answer_is_right
 from vita_mini.errors import VitaError
 from vita_mini.eval.metrics import cer
@@ -63,13 +63,16 @@ from vita_mini.vocab import (EOA, SPOKEN_ANSWER_INSTRUCTION, TTS_INSTRUCTION, de
 class Setting:
     schedule: str  # a mode name or a schedule such as "1,3"
     verified: bool = False
-    min_confidence: float = 0.0
+    min_confidence: float | tuple[float, float] = 0.0  # or (text, audio)
     label: str = ""  # added to the name, e.g. "(device)"
 
     @property
     def name(self) -> str:
         words = (["verified"] if self.verified else []) + [self.schedule]
-        words += [f"adaptive {self.min_confidence:g}"] if self.min_confidence else []
+        if isinstance(self.min_confidence, tuple):
+            words += [f"adaptive text {self.min_confidence[0]:g} audio {self.min_confidence[1]:g}"]
+        elif self.min_confidence:
+            words += [f"adaptive {self.min_confidence:g}"]
         return " ".join(words + ([self.label] if self.label else []))
 
 
@@ -301,8 +304,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vita_mini.eval.speed_quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser)
-    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.7, 0.9],
-                        help="confidence thresholds of the adaptive settings, each in [0, 1)")
+    parser.add_argument("--thresholds", type=threshold_arg, nargs="+", default=[0.5, 0.7, 0.9],
+                        help="confidence thresholds of the adaptive settings, each in [0, 1), or "
+                             "text,audio pairs such as 0.9,0.5")
     parser.add_argument("--limit", type=int, default=None, help="at most this many prompts of each task")
     parser.add_argument("--max-new", type=int, default=None,
                         help="at most this many tokens per answer (default: up to the context length)")

@@ -177,7 +177,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--acceptance", required=True, help="the JSON of python -m vita_mini.eval.speed_quality")
     sizes = dict(SIZES)
-    parser.add_argument("--size", default=SIZES[-1][0], choices=list(sizes), help="benchmark size (default: the deepest)")
+    parser.add_argument("--size", default=SIZES[-1][0], choices=list(sizes),
+                        help="benchmark size (default: the deepest)")
     parser.add_argument("--max-depth", type=int, default=10, help="deepest k tried (the cascade's modules)")
     parser.add_argument("--new", type=int, default=256, help="tokens per timed run of the replay")
     args = parser.parse_args(argv)

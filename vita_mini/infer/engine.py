@@ -36,19 +36,25 @@ from vita_mini.infer.sampling import Sampling, choose
 from vita_mini.infer.schedule import parse_schedule, steps
 from vita_mini.model.llm import LLM, KVCache
 from vita_mini.model.mctp import MCTP
-from vita_mini.vocab import END
+from vita_mini.vocab import BOA, END, EOA, is_audio
 
 
-def confidence(logits: torch.Tensor) -> float:
-    """The probability of the most likely token under ``logits`` [V] (softmax, temperature 1)."""
-    return float(logits.float().softmax(-1).max())
+def check_confidence(min_confidence: float | tuple[float, float]) -> tuple[float, float]:
+    """A confidence threshold, or a pair (text, audio) -> the pair (text, audio)."""
+    pair = tuple(min_confidence) if isinstance(min_confidence, (tuple, list)) else (min_confidence,) * 2
+    if len(pair) != 2 or not all(0.0 <= t < 1.0 for t in pair):
+        raise VitaError(f"confidence threshold {min_confidence}: must lie in [0, 1), or be a pair "
+                        f"(text, audio) of such (0 = the schedule's full runs; a module writes only "
+                        f"when its top probability reaches the threshold)")
+    return pair
 
 
-def check_confidence(min_confidence: float) -> None:
-    if not 0.0 <= min_confidence < 1.0:
-        raise VitaError(f"confidence threshold {min_confidence}: must lie in [0, 1) "
-                        f"(0 = the schedule's full runs; a module writes only when its top "
-                        f"probability reaches the threshold)")
+def unsure(logits: torch.Tensor, thresholds: tuple[float, float]) -> bool:
+    """True if the most likely token under ``logits`` has a probability below the threshold of
+    its kind: thresholds[1] for audio (codes, BOA, EOA), thresholds[0] for every other token."""
+    top = logits.float().softmax(-1).max(-1)
+    token = int(top.indices)
+    return float(top.values) < thresholds[1 if is_audio(token) or token in (BOA, EOA) else 0]
 
 
 @dataclass
@@ -131,11 +137,11 @@ class Engine:
 
     # ---- generation -------------------------------------------------------------------------
     def start(self, prompt: list[int], max_new_tokens: int, schedule, sampling: Sampling | None,
-              min_confidence: float) -> tuple:
+              min_confidence: float | tuple[float, float]) -> tuple:
         """Check a generation's arguments and empty the caches -> (schedule, max_new_tokens capped
         at llm.max_seq_len, the sampling generator or None when greedy)."""
         schedule = self.check_schedule(schedule)
-        check_confidence(min_confidence)
+        self.thresholds = check_confidence(min_confidence)  # (text, audio)
         check_prompt(prompt, self.llm.cfg.max_seq_len)
         max_new_tokens = min(max_new_tokens, self.llm.cfg.max_seq_len - len(prompt))
         self._reset(prompt, len(prompt) + max_new_tokens)
@@ -146,15 +152,18 @@ class Engine:
     @torch.no_grad()
     def generate(self, prompt: list[int], max_new_tokens: int, schedule="vanilla",
                  sampling: Sampling | None = None, stop: int | None = END,
-                 min_confidence: float = 0.0) -> Iterator[Token]:
+                 min_confidence: float | tuple[float, float] = 0.0) -> Iterator[Token]:
         """Yield new tokens one by one (with who wrote them) until ``stop`` (yielded too) or
         ``max_new_tokens``. The context is capped at llm.max_seq_len.
 
         ``min_confidence`` > 0: adaptive depth (beyond the paper). A module whose most likely
         token has a probability below it does not write: the LLM takes that turn, and the
-        module run ends there (the LLM forward counts as the schedule's next LLM step)."""
+        module run ends there (the LLM forward counts as the schedule's next LLM step). A pair
+        (text, audio) sets one threshold per kind of the module's most likely token (audio:
+        codes, BOA and EOA)."""
         schedule, max_new_tokens, generator = self.start(prompt, max_new_tokens, schedule, sampling,
                                                          min_confidence)
+        adaptive = max(self.thresholds) > 0
         sampling = sampling or Sampling()
         who = steps(schedule)
         for _ in range(max_new_tokens):
@@ -163,7 +172,7 @@ class Engine:
                 logits = self.llm_step()
             else:
                 logits = self.module_step(source)
-                if min_confidence and confidence(logits) < min_confidence:
+                if adaptive and unsure(logits, self.thresholds):
                     while source >= 0:  # the run ends; the LLM writes this token instead
                         source = next(who)
                     logits = self.llm_step()
@@ -176,5 +185,5 @@ class Engine:
 
     def generate_ids(self, prompt: list[int], max_new_tokens: int, schedule="vanilla",
                      sampling: Sampling | None = None, stop: int | None = END,
-                     min_confidence: float = 0.0) -> list[int]:
+                     min_confidence: float | tuple[float, float] = 0.0) -> list[int]:
         return [t.id for t in self.generate(prompt, max_new_tokens, schedule, sampling, stop, min_confidence)]

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 import torch
 
 from vita_mini.errors import VitaError
-from vita_mini.infer.engine import Engine, Token, confidence
+from vita_mini.infer.engine import Engine, Token, unsure
 from vita_mini.infer.sampling import Sampling, choose, probabilities
 from vita_mini.infer.schedule import steps
 from vita_mini.vocab import END
@@ -99,11 +99,12 @@ class VerifiedEngine(Engine):
     @torch.no_grad()
     def generate(self, prompt: list[int], max_new_tokens: int, schedule="turbo",
                  sampling: Sampling | None = None, stop: int | None = END,
-                 min_confidence: float = 0.0) -> Iterator[Token]:
+                 min_confidence: float | tuple[float, float] = 0.0) -> Iterator[Token]:
         """Yield verified tokens (with who wrote them) until ``stop`` or ``max_new_tokens``:
         the schedule's MCTP runs are drafts, each LLM forward checks the run before it.
-        ``min_confidence`` > 0: a run of drafts ends at the first module whose most likely
-        token's probability is below it (that module's draft is not used)."""
+        ``min_confidence`` > 0 (or a pair (text, audio), as in ``Engine.generate``): a run of
+        drafts ends at the first module whose most likely token's probability is below it
+        (that module's draft is not used)."""
         if self.mctp is None:
             raise VitaError("verified decoding checks the MCTP modules' drafts, but the checkpoint has "
                             "none: train them with python train.py --stage 2, then --stage 3")
@@ -113,6 +114,7 @@ class VerifiedEngine(Engine):
                             f"{sampling.repetition_penalty}): leave --repetition-penalty at 1")
         schedule, max_new_tokens, generator = self.start(prompt, max_new_tokens, schedule, sampling,
                                                          min_confidence)
+        adaptive = max(self.thresholds) > 0
         self.acceptance = []
         who = steps(schedule)
         drafts: list[Token] = []
@@ -125,7 +127,7 @@ class VerifiedEngine(Engine):
                     and not (drafts and drafts[-1].id == stop)
                 if drafting:
                     logits = self.module_step(source)
-                    if min_confidence and confidence(logits) < min_confidence:
+                    if adaptive and unsure(logits, self.thresholds):
                         drafting = False  # the run ends here: the LLM checks what there is
                         continue
                     if sampling.greedy:
