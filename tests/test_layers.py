@@ -11,7 +11,8 @@ room below it, never from one above; and no chain of imports may lead back to wh
     5  eval              vita_mini.eval                      metrics, task evaluations, the suite
     6  train             vita_mini.train                     the loop, the stage skeleton, the stages
     7  command lines     train.py, generate.py, vita_mini.cli, python -m vita_mini.eval,
-                         python -m vita_mini.train.step_profile, python -m vita_mini.infer.step_profile
+                         python -m vita_mini.train.step_profile, python -m vita_mini.infer.step_profile,
+                         python -m vita_mini.infer.depth, python -m vita_mini.eval.speed_quality
 
 Imports inside functions count too: they run one way or they do not.
 """
@@ -32,7 +33,7 @@ ROOMS = [
     ("eval", ["vita_mini.eval"]),
     ("train", ["vita_mini.train"]),
     ("command lines", ["vita_mini.cli", "vita_mini.eval.__main__", "vita_mini.train.step_profile",
-                       "vita_mini.infer.step_profile",
+                       "vita_mini.infer.step_profile", "vita_mini.infer.depth", "vita_mini.eval.speed_quality",
                        "train", "generate"]),
 ]
 

@@ -195,24 +195,25 @@ def frontier_claims(rows: list[dict]) -> list[str]:
 
 
 def format_rows(rows: list[dict]) -> str:
-    head = (f"  {'setting':<32} {'tok/s':>6} {'speedup':>8} {'first ms':>9} {'tok/fwd':>8} {'= vanilla':>10} "
+    width = max(len(r["name"]) for r in rows)
+    head = (f"  {'setting':<{width}} {'tok/s':>6} {'speedup':>8} {'first ms':>9} {'tok/fwd':>8} {'= vanilla':>10} "
             f"{'TTS CER':>8} {'S2T':>7} {'S2S':>7}")
     lines = [head]
     for r in rows:
         first = "-" if r["first_audio_ms"] is None else f"{r['first_audio_ms']:.0f}"
         same = "-" if r["same_as_vanilla"] is None else f"{r['same_as_vanilla']}/{r['prompts']}"
-        lines.append(f"  {r['name']:<32} {r['tokens_per_s']:>6.0f} {r['speedup']:>7.2f}x {first:>9} "
+        lines.append(f"  {r['name']:<{width}} {r['tokens_per_s']:>6.0f} {r['speedup']:>7.2f}x {first:>9} "
                      f"{r['tokens_per_forward']:>8.2f} {same:>10} {percent(r['tts_cer']):>8} "
                      f"{percent(r['s2t']):>7} {percent(r['s2s']):>7}")
     return "\n".join(lines)
 
 
 def format_acceptance(rows: list[dict]) -> str:
-    lines = []
+    lines, width = [], max(len(r["name"]) for r in rows)
     for r in rows:
         if r["acceptance"]:
             rates = " ".join("-" if a is None else f"{a:.2f}" for a in r["acceptance"])
-            lines.append(f"  {r['name']:<32} {rates}")
+            lines.append(f"  {r['name']:<{width}} {rates}")
     return "\n".join(lines)
 
 
@@ -281,20 +282,30 @@ def format_results(r: dict) -> str:
 
 
 def draw(results: dict, folder: str) -> str:
-    """speed_quality.png: speedup against TTS CER and against S2S accuracy, one point per setting."""
+    """speed_quality.png: speedup against TTS CER and against S2S accuracy, one point per setting
+    (circles: the paper's modes, triangles: adaptive, squares: verified, whose output is Vanilla's)."""
     from vita_mini.eval.figures import pyplot, save
     plt = pyplot()
     rows = results["rows"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     for ax, key, label in ((axes[0], "tts_cer", "TTS judge CER (%), lower is better"),
                            (axes[1], "s2s", "spoken QA S2S accuracy (%), higher is better")):
         for r in rows:
-            marker = "s" if r["verified"] else ("^" if r["min_confidence"] else "o")
-            ax.scatter(r["speedup"], 100 * (r[key] or 0), marker=marker, color="C1" if r["verified"] else "C0")
-            ax.annotate(r["name"], (r["speedup"], 100 * (r[key] or 0)), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points")
+            x, y = r["speedup"], 100 * (r[key] or 0)
+            if r["verified"]:  # all at Vanilla's quality: short names, slanted, so they do not overlap
+                ax.scatter(x, y, marker="s", color="C1")
+                ax.annotate(r["name"].removeprefix("verified "), (x, y), fontsize=6, rotation=50,
+                            xytext=(2, 5), textcoords="offset points")
+            else:
+                ax.scatter(x, y, marker="^" if r["min_confidence"] else "o", color="C2" if r["min_confidence"] else "C0")
+                ax.annotate(r["name"], (x, y), fontsize=6, xytext=(3, -9), textcoords="offset points")
         ax.set(xlabel="speedup over Vanilla (same machine, same prompts)", ylabel=label)
-    fig.suptitle(f"speed against quality, {results['preset']} model, {results['cpu']}", fontsize=9)
+        ax.margins(y=0.25)
+    handles = [plt.Line2D([], [], marker=m, color=c, linestyle="") for m, c in (("o", "C0"), ("^", "C2"), ("s", "C1"))]
+    axes[1].legend(handles, ["the paper's modes", "adaptive", "verified (Vanilla's output)"], fontsize=7,
+                   loc="lower left")
+    fig.suptitle(f"speed against quality, {results['preset']} model, {results['cpu']}, "
+                 f"{results['n_tts']} TTS sentences + {results['n_questions']} spoken questions", fontsize=9)
     path = save(fig, os.path.join(folder, "speed_quality.png"))
     plt.close(fig)
     return path

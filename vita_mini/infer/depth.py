@@ -83,15 +83,16 @@ def median(xs: list[float]) -> float:
 
 @torch.no_grad()
 def measure_costs(cfg: LLMConfig, vocab: int, depths, n_new: int = 128, seed: int = 0) -> list[Cost]:
-    """c_k and r_k for every k in ``depths``: the schedule [1, k] (unverified) beside Vanilla,
-    with random weights shaped by ``cfg``; each run generates ``n_new`` tokens. Medians of the
-    step times, so that a moment's pause of the machine (another process, the OS) counts
-    against no step kind in particular."""
+    """c_k and r_k for every k in ``depths``: the schedule [1, k] (unverified), each right after
+    a Vanilla run it is compared with (a machine whose speed drifts then moves both alike), with
+    random weights shaped by ``cfg``; each run generates ``n_new`` tokens. Medians of the step
+    times, so that a moment's pause of the machine (another process, the OS) counts against no
+    step kind in particular."""
     engine, prompt = random_engine(cfg, vocab, 32, n_new, max(depths), seed)
     timed_run(engine, prompt, 16, (1, max(depths)))  # warm-up: first calls allocate and pick kernels
-    one = median(timed_run(engine, prompt, n_new, "vanilla")["llm"][1:])  # [1:]: without the prefill
     costs = []
     for k in depths:
+        one = median(timed_run(engine, prompt, n_new, "vanilla")["llm"][1:])  # [1:]: without the prefill
         run = timed_run(engine, prompt, n_new, (1, k))
         costs.append(Cost(k, median(run["llm"][1:]) / one, median(run["mctp"]) / one))
     return costs
@@ -187,7 +188,8 @@ def main(argv=None) -> int:
     print(f"acceptance per module offset j (alpha_j, from {len(records)} LLM forwards of verified Turbo "
           f"in {args.acceptance}):")
     print("  " + "  ".join(f"{j}: {'-' if a is None else f'{a:.2f}'}" for j, a in enumerate(rates)))
-    print(f"costs at {args.size}, random weights, {torch.get_num_threads()} CPU threads, {args.new} tokens a run:")
+    print(f"costs at {args.size}, random weights, {torch.get_num_threads()} CPU threads "
+          f"(each k beside a Vanilla run; 128 tokens a run):")
     costs = measure_costs(sizes[args.size], vocab, range(1, args.max_depth + 1))
     print(format_depths(rates, costs))
     best = best_depth(rates, costs)
