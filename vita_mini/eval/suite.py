@@ -37,8 +37,8 @@ from vita_mini.checkpoint import save_json
 from vita_mini.codes import corpus_tokens, spoken_qa_data
 from vita_mini.config import Config
 from vita_mini.data.corpus import corpus_path, load_corpus
-from vita_mini.data.spoken_qa import SpokenQAData
 from vita_mini.data.samples import pack
+from vita_mini.data.spoken_qa import SpokenQAData
 from vita_mini.eval.mctp_accuracy import format_accuracy, module_accuracy
 from vita_mini.eval.tasks import asr_cer, s2s_ceiling, spoken_qa_report, tts_judge_cer
 from vita_mini.infer.engine import Engine

@@ -2,7 +2,8 @@
 
 VITA-Audio's inference (tutorials/paper.md §5): a schedule (infer/schedule.py) says, for
 every new token, whether the LLM writes it (one forward) or MCTP module k does (one light step).
-MCTP tokens are accepted as they are, without verification.
+MCTP tokens are accepted as they are, without verification (as in the paper; infer/verified.py
+treats them as drafts the LLM checks).
 
 Bookkeeping, for a sequence x_0 .. x_{n-1} (prompt + everything generated so far):
 
