@@ -9,7 +9,8 @@ Settings (each greedy, on the same weights and prompts):
     vanilla                  the LLM writes every token
     boost, turbo             the paper's modes: MCTP tokens accepted unchecked (infer/engine.py)
     <mode> adaptive t        a module writes only when its top probability is at least t; below,
-                             the LLM takes the turn (Engine's min_confidence)
+                             the LLM takes the turn (Engine's min_confidence); a threshold given
+                             as text,audio (0.9,0.3) sets one per kind of the module's top token
     verified <mode>          the mode's MCTP tokens are drafts the LLM checks (infer/verified.py):
                              the output is Vanilla's, token for token
     verified turbo adaptive t   both

@@ -1,5 +1,6 @@
 """How many drafts a device should ask for: the depth of verified MCTP decoding chosen from the
-acceptance a model achieves and the costs this machine measures (beyond the paper).
+acceptance a model achieves and the costs this machine measures (beyond the paper: the paper's
+modes have fixed depths, tutorials/paper.md §5; drafting and checking, §9).
 
 Verified decoding (infer/verified.py) with the schedule [1, k]: every cycle, modules 0 .. k-1
 draft k tokens and one LLM forward over k + 1 tokens checks them. Let a be the number of drafts
@@ -61,7 +62,8 @@ def acceptance_rates(records: list[tuple[int, int]], depth: int) -> list[float |
 
 
 def expected_tokens(rates: list[float | None], k: int) -> float:
-    """E_k = 1 + alpha_0 + alpha_0 alpha_1 + ... (k terms): tokens per LLM forward at depth k."""
+    """E_k = 1 + alpha_0 + alpha_0 alpha_1 + ... (k terms): tokens per LLM forward at depth k
+    (an offset that no forward reached counts as never accepted)."""
     total, survive = 1.0, 1.0
     for alpha in rates[:k]:
         survive *= alpha or 0.0
@@ -122,9 +124,9 @@ def format_depths(rates: list[float | None], costs: list[Cost]) -> str:
 
 # ---- the replay check ---------------------------------------------------------------------------
 class ReplayedEngine(VerifiedEngine):
-    """Verified decoding whose acceptance is read from ``script`` (drafts accepted per LLM
-    forward, cycled) instead of compared with the LLM: a model of any size then does the work,
-    in the same shapes, that a model with that acceptance profile would do."""
+    """Verified decoding whose acceptance is read from a recording (drafts accepted per LLM
+    forward, given to ``replay``, cycled) instead of compared with the LLM: a model of any size
+    then does the work, in the same shapes, that a model with that acceptance profile would do."""
 
     def replay(self, accepted: list[int]) -> None:
         """From the next forward on, accept ``accepted[0]``, ``accepted[1]``, ... drafts (cycled)."""
