@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -50,14 +49,13 @@ from vita_mini.cli import add_run_arguments, run_config, run_main, threshold_arg
 from vita_mini.data.spoken_qa import answer_is_right
 from vita_mini.errors import VitaError
 from vita_mini.eval.metrics import cer
-from vita_mini.eval.tasks import hear
+from vita_mini.eval.tasks import hear, timed_generation
 from vita_mini.eval.suite import SuiteData, load_suite_data, percent
 from vita_mini.infer.depth import acceptance_rates, best_depth, format_depths, measure_costs
 from vita_mini.infer.engine import Engine, check_confidence
 from vita_mini.infer.verified import VerifiedEngine
 from vita_mini.runs import pick_device
-from vita_mini.vocab import (EOA, SPOKEN_ANSWER_INSTRUCTION, TTS_INSTRUCTION, decode_audio, decode_text,
-                             prompt_tokens, text_ids)
+from vita_mini.vocab import SPOKEN_ANSWER_INSTRUCTION, TTS_INSTRUCTION, decode_text, prompt_tokens, text_ids
 
 
 @dataclass(frozen=True)
@@ -99,23 +97,17 @@ class Tally:
 
 def generate_timed(engine: Engine, prompt: list[int], max_new: int, setting: Setting, tally: Tally) -> None:
     """Generate greedily by ``setting`` and add the output, its time and its LLM forwards to ``tally``."""
-    ids, first, llm_tokens = [], None, 0
-    start = time.perf_counter()
-    for token in engine.generate(prompt, max_new, setting.schedule, min_confidence=setting.min_confidence):
-        ids.append(token.id)
-        llm_tokens += token.source < 0
-        if token.id == EOA and first is None:
-            first = time.perf_counter() - start
-    tally.seconds += time.perf_counter() - start
-    tally.tokens += len(ids)
-    tally.outputs.append(ids)
+    tokens, seconds, first = timed_generation(engine, prompt, max_new, setting.schedule, setting.min_confidence)
+    tally.seconds += seconds
+    tally.tokens += len(tokens)
+    tally.outputs.append([t.id for t in tokens])
     if first is not None:
         tally.first_audio.append(first)
     if setting.verified:  # each forward yields its accepted drafts and one token of its own
         tally.llm_forwards += len(engine.acceptance)
         tally.records += engine.acceptance
     else:
-        tally.llm_forwards += llm_tokens
+        tally.llm_forwards += sum(t.source < 0 for t in tokens)
 
 
 def run_round(data: SuiteData, prompts: list[tuple[list[int], int]], settings: list[Setting],
@@ -136,9 +128,15 @@ def run_round(data: SuiteData, prompts: list[tuple[list[int], int]], settings: l
 
 
 def score(data: SuiteData, setting: Setting, tally: Tally, n_tts: int, questions, vanilla: Tally | None,
-          vanilla_seconds: float) -> dict:
-    """One table row: speed from ``tally``, quality from the judge (after the clock stopped)."""
-    heard = [hear(data.codec, data.judge, ids, data.voice) for ids in tally.outputs]
+          vanilla_seconds: float, heard_before: dict) -> dict:
+    """One table row: speed from ``tally``, quality from the judge (after the clock stopped).
+    ``heard_before``: output ids -> what the judge heard, shared by the rows, so that an output
+    several settings wrote (every verified one writes Vanilla's) is transcribed once."""
+    heard = []
+    for ids in tally.outputs:
+        if tuple(ids) not in heard_before:
+            heard_before[tuple(ids)] = hear(data.codec, data.judge, ids, data.voice)
+        heard.append(heard_before[tuple(ids)])
     texts = data.test_texts[:n_tts]
     qa_written = [decode_text(ids).strip() for ids in tally.outputs[n_tts:]]
     n_qa = max(1, len(questions))
@@ -245,7 +243,8 @@ def speed_quality(data: SuiteData, thresholds, limit: int | None = None, max_new
     log(f"round 1: {len(settings)} settings on {len(texts)} TTS sentences and {len(questions)} spoken questions")
     tallies = run_round(data, prompts, settings, log)
     vanilla = tallies[settings[0]]
-    rows = [score(data, s, t, len(texts), questions, vanilla, vanilla.seconds) for s, t in tallies.items()]
+    heard: dict = {}
+    rows = [score(data, s, t, len(texts), questions, vanilla, vanilla.seconds, heard) for s, t in tallies.items()]
 
     # the device's depth: verified Turbo's acceptance rates against the costs measured here
     records = tallies[Setting("turbo", True)].records
@@ -259,7 +258,8 @@ def speed_quality(data: SuiteData, thresholds, limit: int | None = None, max_new
     device = Setting(f"1,{depth}", True, label="(device)")
     log(f"round 2: vanilla and {device.name}")
     again = run_round(data, prompts, [Setting("vanilla"), device], log)
-    rows.append(score(data, device, again[device], len(texts), questions, vanilla, again[Setting("vanilla")].seconds))
+    rows.append(score(data, device, again[device], len(texts), questions, vanilla, again[Setting("vanilla")].seconds,
+                      heard))
     return {"preset": data.cfg.preset, "run_dir": data.cfg.resolved_run_dir(), "cpu": cpu_name(),
             "threads": torch.get_num_threads(), "device": str(data.llm.lm_head.weight.device),
             "n_tts": len(texts), "n_questions": len(questions), "rows": rows,

@@ -20,7 +20,7 @@ from vita_mini.audio.judge import JudgeASR
 from vita_mini.data.spoken_qa import SpokenQuestion, answer_is_right
 from vita_mini.eval.metrics import cer
 from vita_mini.infer.decode import greedy_generate
-from vita_mini.infer.engine import Engine
+from vita_mini.infer.engine import Engine, Token
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
 from vita_mini.vocab import (ASR_INSTRUCTION, EOA, SPOKEN_ANSWER_INSTRUCTION, TEXT_INSTRUCTION,
@@ -98,18 +98,26 @@ class SpokenAnswer:
     first_audio: float | None  # seconds until the first audio chunk's EOA; None without audio
 
 
+def timed_generation(engine: Engine, prompt: list[int], max_new_tokens: int, schedule="vanilla",
+                     min_confidence: float | tuple[float, float] = 0.0) -> tuple[list[Token], float, float | None]:
+    """Generate greedily -> (the tokens, seconds for all of them, seconds until the first audio
+    chunk's EOA or None without audio)."""
+    tokens, first = [], None
+    start = time.perf_counter()
+    for token in engine.generate(prompt, max_new_tokens, schedule, min_confidence=min_confidence):
+        tokens.append(token)
+        if token.id == EOA and first is None:
+            first = time.perf_counter() - start
+    return tokens, time.perf_counter() - start, first
+
+
 def spoken_answer(engine: Engine, codec: AudioCodec, judge: JudgeASR, user: list[int], voice: int = 0,
                   schedule="vanilla") -> SpokenAnswer:
     """Answer ``user`` (a question turn) aloud by ``schedule``, greedy; time it, then decode its
     audio in ``voice`` and let the judge transcribe it (after the clock stops)."""
     prompt = prompt_tokens(SPOKEN_ANSWER_INSTRUCTION, user)
-    ids, first = [], None
-    start = time.perf_counter()
-    for token in engine.generate(prompt, engine.llm.cfg.max_seq_len, schedule):
-        ids.append(token.id)
-        if token.id == EOA and first is None:
-            first = time.perf_counter() - start
-    seconds = time.perf_counter() - start
+    tokens, seconds, first = timed_generation(engine, prompt, engine.llm.cfg.max_seq_len, schedule)
+    ids = [t.id for t in tokens]
     return SpokenAnswer(decode_text(ids).strip(), hear(codec, judge, ids, voice), len(ids), seconds, first)
 
 

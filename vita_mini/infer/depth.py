@@ -37,6 +37,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass
+from statistics import median
 
 import torch
 
@@ -77,10 +78,6 @@ class Cost:
     k: int  # drafts per cycle (schedule [1, k])
     c: float  # the (k+1)-token forward / a one-token forward
     r: float  # a module step / a one-token forward
-
-
-def median(xs: list[float]) -> float:
-    return sorted(xs)[len(xs) // 2]
 
 
 @torch.no_grad()
