@@ -12,7 +12,8 @@ room below it, never from one above; and no chain of imports may lead back to wh
     6  train             vita_mini.train                     the loop, the stage skeleton, the stages
     7  command lines     train.py, generate.py, vita_mini.cli, python -m vita_mini.eval,
                          python -m vita_mini.train.step_profile, python -m vita_mini.infer.step_profile,
-                         python -m vita_mini.infer.depth, python -m vita_mini.eval.speed_quality
+                         python -m vita_mini.infer.depth, python -m vita_mini.eval.speed_quality,
+                         python -m vita_mini.eval.gallery
 
 Imports inside functions count too: they run one way or they do not.
 """
@@ -34,7 +35,7 @@ ROOMS = [
     ("train", ["vita_mini.train"]),
     ("command lines", ["vita_mini.cli", "vita_mini.eval.__main__", "vita_mini.train.step_profile",
                        "vita_mini.infer.step_profile", "vita_mini.infer.depth", "vita_mini.eval.speed_quality",
-                       "train", "generate"]),
+                       "vita_mini.eval.gallery", "train", "generate"]),
 ]
 
 
