@@ -43,6 +43,10 @@ def test_stage3_reports_the_models_own_mode_first():
     assert report_modes(BOOST_RATIO) == ("boost", "turbo")
     assert report_modes(BALANCE_RATIO) == ("balance", "boost", "turbo")
     assert report_modes((2, 7)) == ("2,7", "boost", "turbo")  # any interleave runs as its own schedule
+    # a shorter cascade (mctp.n_modules=4: chapter 2, exercise 1) reports what it can run
+    assert report_modes(BOOST_RATIO, 4) == ("1,4",)
+    assert report_modes((2, 3), 4) == ("2,3", "1,4")
+    assert report_modes(BOOST_RATIO, 10) == ("boost", "turbo")
 
 
 def test_stages_2_and_3_leave_the_llm_alone(stage3_run):

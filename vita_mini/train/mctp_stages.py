@@ -33,7 +33,7 @@ from vita_mini.data.alignment import AlignmentData
 from vita_mini.data.samples import pack
 from vita_mini.eval.mctp_accuracy import format_accuracy, module_accuracy
 from vita_mini.eval.tasks import tts_judge_cer
-from vita_mini.infer.schedule import own_mode
+from vita_mini.infer.schedule import own_mode, parse_schedule
 from vita_mini.model.llm import LLM
 from vita_mini.model.mctp import MCTP
 from vita_mini.model.teacher_forced import mctp_losses
@@ -43,10 +43,16 @@ from vita_mini.train.loop import decay_groups
 from vita_mini.train.stage1 import SECTIONS as STAGE1_SECTIONS
 
 
-def report_modes(interleave) -> tuple[str, ...]:
+def report_modes(interleave, n_modules: int = 10) -> tuple[str, ...]:
     """The modes stage 3's TTS report runs besides Vanilla: the model's own mode first (the one in
-    step with its training interleave), then Boost and Turbo."""
-    return tuple(dict.fromkeys((own_mode(interleave), "boost", "turbo")))
+    step with its training interleave), then Boost and Turbo; of those, the ones whose runs of
+    MCTP steps a cascade of ``n_modules`` can write, and the schedule [1, n_modules] when Turbo
+    needs more modules than that (a cascade trained with mctp.n_modules=4 reports "1,4")."""
+    modes = [m for m in dict.fromkeys((own_mode(interleave), "boost", "turbo"))
+             if max(parse_schedule(m)[1::2]) <= n_modules]
+    if "turbo" not in modes:
+        modes.append(f"1,{n_modules}")
+    return tuple(modes)
 
 
 def start_cascade(cfg: Config, stage: int, device: torch.device) -> tuple[LLM, MCTP]:
@@ -117,7 +123,7 @@ class MCTPTask:
             # Vanilla uses the LLM alone, frozen since stage 1: its numbers are stage 1's, not re-run
             stage1 = load_json(os.path.join(stage_dir(self.cfg, 1), "metrics.json"))
             metrics["tts"] = {"vanilla": {k: stage1[f"tts_{k}"] for k in ("judge_cer", "copy_cer", "self_cer")}}
-            for mode in report_modes(self.cfg.alignment_data.ratio):
+            for mode in report_modes(self.cfg.alignment_data.ratio, len(mctp)):
                 tts = tts_judge_cer(llm, self.codec, self.judge, self.data.test_texts,
                                     report_voice(self.cfg, self.codec), mctp=mctp, schedule=mode)
                 metrics["tts"][mode] = {k: tts[k] for k in ("judge_cer", "copy_cer", "self_cer")}
