@@ -6,8 +6,9 @@ order, in one fresh namespace (as tutorials/run_chapter.py runs a chapter).
 
 Without an exercise number it runs every section of the file, each in its own namespace. A
 solution file has one section per exercise, headed ``## Exercise N``; a section whose heading is
-directly followed by the line ``<!-- slow -->`` takes more than a few seconds at the tiny preset
-(tests/test_solutions.py marks it slow).
+directly followed by the line ``<!-- slow -->`` takes more than about 2.5 s at the tiny preset on
+a 2-core CPU (tests/test_solutions.py marks it slow, so that the default tests stay within their
+10 minutes; ``python -m pytest -m slow tests/test_solutions.py`` runs those).
 """
 
 from __future__ import annotations
