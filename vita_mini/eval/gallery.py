@@ -165,6 +165,12 @@ def spoken_answers(data: SuiteData, engine: Engine, figures_dir: str, sounds_dir
     return paths
 
 
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_name() if device.type == "cpu" else device.type
+
+
 def measure_speed(data: SuiteData, engine: Engine, n_prompts: int) -> dict[str, dict]:
     """tokens/s and mean time to the first audio chunk per mode over the first ``n_prompts``
     seen-fact questions, the modes taking turns prompt by prompt (as the suite's speed table,
@@ -206,7 +212,7 @@ def make_gallery(cfg: Config, device: torch.device, out: str, speed_prompts: int
     data = load_suite_data(cfg, device, log)
     if data.mctp is None:
         raise VitaError(f"{cfg.resolved_run_dir()}: the stage-4 checkpoint has no MCTP modules; "
-                         "the gallery shows the modes, which need them")
+                        "the gallery shows the modes, which need them")
     engine = Engine(data.llm, data.mctp)
     paths = utterance_pictures_and_sounds(data, figures_dir, sounds_dir, log)
     paths.append(figures.draw_codebook_usage(codebook_counts(cfg, data, log),
@@ -226,8 +232,7 @@ def make_gallery(cfg: Config, device: torch.device, out: str, speed_prompts: int
         first = "-" if s["first_audio_ms"] is None else f"{s['first_audio_ms']:.0f} ms"
         log(f"{mode:>8}: {s['tokens_per_s']:6.0f} tokens/s, first audio chunk {first}")
     machine = (f"{cfg.preset} model, {min(speed_prompts, len(data.sqa.test_seen))} spoken questions, greedy, "
-               f"{cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device)}, "
-               f"{torch.get_num_threads()} threads")
+               f"{device_name(device)}, {torch.get_num_threads()} threads")
     paths.append(figures.draw_speed(speed, os.path.join(figures_dir, "speed.png"), machine))
     paths.append(speed_quality_picture(data, figures_dir, speed_prompts, log))
     return paths
