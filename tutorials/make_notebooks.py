@@ -18,6 +18,10 @@ import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from run_chapter import run_blocks  # noqa: E402
+
+from vita_mini.checkpoint import atomic_write_bytes  # noqa: E402
 
 SETUP = '''\
 # Setup (the notebook's own cell; the chapter does not need it). The chapter's code and commands
@@ -90,10 +94,7 @@ def code_cells(path: str) -> list[str]:
 
 def run_notebook(path: str) -> dict:
     """Run the notebook's code cells top to bottom in one namespace, as Jupyter's kernel would."""
-    namespace: dict = {"__name__": "__main__"}
-    for i, source in enumerate(code_cells(path)):
-        exec(compile(source, f"{path}[cell {i + 1}]", "exec"), namespace)
-    return namespace
+    return run_blocks(code_cells(path), path, "__main__")
 
 
 def chapters() -> list[str]:
@@ -113,9 +114,11 @@ def main(argv: list[str]) -> int:
         if check:
             stale.append(path)
         else:
-            with open(path + ".tmp", "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(path + ".tmp", path)
+            def write(tmp: str, text: str = text) -> None:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+
+            atomic_write_bytes(path, write)
             print(f"wrote {os.path.relpath(path)}")
     for path in stale:
         print(f"{os.path.relpath(path)}: differs from its chapter; run python tutorials/make_notebooks.py")

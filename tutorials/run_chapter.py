@@ -17,13 +17,18 @@ def python_blocks(markdown: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.S | re.M)
 
 
+def run_blocks(blocks: list[str], where: str, name: str = "__chapter__") -> dict:
+    """Run code ``blocks`` in order in one fresh namespace (errors name ``where`` and the block's
+    number); the namespace. The chapters, their notebooks and the worked solutions run this way."""
+    namespace: dict = {"__name__": name}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"{where}[block {i + 1}]", "exec"), namespace)
+    return namespace
+
+
 def run_chapter(path: str) -> dict:
     with open(path, encoding="utf-8") as f:
-        blocks = python_blocks(f.read())
-    namespace: dict = {"__name__": "__chapter__"}
-    for i, block in enumerate(blocks):
-        exec(compile(block, f"{path}[block {i + 1}]", "exec"), namespace)
-    return namespace
+        return run_blocks(python_blocks(f.read()), path)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tutorials/
-from run_chapter import python_blocks  # noqa: E402
+from run_chapter import python_blocks, run_blocks  # noqa: E402
 
 EXERCISE = re.compile(r"^## Exercise (\d+)[ \t]*$", re.M)
 NEXT_SECTION = re.compile(r"^## ", re.M)
@@ -61,11 +61,7 @@ def find_section(path: str, number: int) -> Section:
 def run_section(path: str, number: int) -> dict:
     """Run exercise ``number``'s blocks of the solution file ``path`` in one fresh namespace;
     return the namespace."""
-    section = find_section(path, number)
-    namespace: dict = {"__name__": "__solution__"}
-    for i, block in enumerate(section.blocks):
-        exec(compile(block, f"{path}[exercise {number}, block {i + 1}]", "exec"), namespace)
-    return namespace
+    return run_blocks(find_section(path, number).blocks, f"{path}[exercise {number}]", "__solution__")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ Everything is greedy and deterministic except the speed figures, which time this
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from dataclasses import asdict
 
@@ -40,19 +39,19 @@ import numpy as np
 import torch
 
 from vita_mini.audio.wav import write_wav
+from vita_mini.checkpoint import load_json
 from vita_mini.cli import add_run_arguments, run_config, run_main
-from vita_mini.codes import corpus_tokens
 from vita_mini.config import Config
-from vita_mini.data.corpus import corpus_path, load_corpus, speak
+from vita_mini.data.corpus import speak
 from vita_mini.data.samples import asr_sample, copy_sample, pack, tts_sample
 from vita_mini.data.spoken_qa import question_voices
 from vita_mini.errors import VitaError
 from vita_mini.eval import figures
 from vita_mini.eval.figures import loss_histories
 from vita_mini.eval.mctp_accuracy import module_accuracy
-from vita_mini.eval.speed_quality import cpu_name, draw, speed_quality
+from vita_mini.eval.speed_quality import Setting, cpu_name, draw, run_round, speed_quality
 from vita_mini.eval.suite import MODE_NAMES, SuiteData, load_suite_data
-from vita_mini.eval.tasks import read_aloud, timed_generation
+from vita_mini.eval.tasks import read_aloud
 from vita_mini.infer.engine import Engine
 from vita_mini.infer.schedule import own_mode
 from vita_mini.runs import pick_device
@@ -110,11 +109,10 @@ def utterance_pictures_and_sounds(data: SuiteData, figures_dir: str, sounds_dir:
     return paths
 
 
-def codebook_counts(cfg: Config, data: SuiteData, log) -> np.ndarray:
-    """How often each code occurs in the whole corpus (stage 0's token shards)."""
-    corpus = corpus_tokens(cfg, data.codec, corpus_path(cfg), lambda: load_corpus(cfg, log), write=False, log=log)
-    codes = np.concatenate([np.asarray(c, dtype=np.int64) for c in corpus.code_lists()])
-    return np.bincount(codes, minlength=cfg.codec.codebook_size)
+def codebook_counts(data: SuiteData) -> np.ndarray:
+    """How often each code occurs in the whole corpus (every utterance's codes)."""
+    codes = np.concatenate([np.asarray(c, dtype=np.int64) for c in data.corpus_codes])
+    return np.bincount(codes, minlength=data.cfg.codec.codebook_size)
 
 
 def packed_row_picture(data: SuiteData, path: str) -> str:
@@ -136,7 +134,7 @@ def packed_row_picture(data: SuiteData, path: str) -> str:
     return figures.draw_packed_mask(batch.doc_ids[0], kinds, [name for name, _ in samples], path)
 
 
-def spoken_answers(data: SuiteData, engine: Engine, figures_dir: str, sounds_dir: str, log) -> list[str]:
+def spoken_answers(data: SuiteData, figures_dir: str, sounds_dir: str, log) -> list[str]:
     """token_map.png (Boost and Turbo answers to the first seen-fact question), question.wav and
     answer.wav (the answer in the model's own mode)."""
     cfg, codec = data.cfg, data.codec
@@ -145,7 +143,7 @@ def spoken_answers(data: SuiteData, engine: Engine, figures_dir: str, sounds_dir
     own = own_mode(data.interleave)
     answers, own_ids = [], []
     for mode in dict.fromkeys(["boost", "turbo", own]):
-        tokens = list(engine.generate(prompt, cfg.llm.max_seq_len, mode))
+        tokens = list(Engine(data.llm, data.mctp).generate(prompt, cfg.llm.max_seq_len, mode))
         ids = [t.id for t in tokens]
         if mode == own:
             own_ids = ids
@@ -171,23 +169,16 @@ def device_name(device: torch.device) -> str:
     return cpu_name() if device.type == "cpu" else device.type
 
 
-def measure_speed(data: SuiteData, engine: Engine, n_prompts: int) -> dict[str, dict]:
+def measure_speed(data: SuiteData, n_prompts: int) -> dict[str, dict]:
     """tokens/s and mean time to the first audio chunk per mode over the first ``n_prompts``
-    seen-fact questions, the modes taking turns prompt by prompt (as the suite's speed table,
-    on fewer prompts)."""
-    prompts = [prompt_tokens(SPOKEN_ANSWER_INSTRUCTION, q.user) for q in data.sqa.test_seen[:n_prompts]]
-    timed_generation(engine, prompts[0], 8)  # warm up
-    totals = {m: {"tokens": 0, "seconds": 0.0, "first": []} for m in MODE_NAMES}
-    for prompt in prompts:
-        for mode in MODE_NAMES:
-            tokens, seconds, first = timed_generation(engine, prompt, data.cfg.llm.max_seq_len, mode)
-            totals[mode]["tokens"] += len(tokens)
-            totals[mode]["seconds"] += seconds
-            if first is not None:
-                totals[mode]["first"].append(first)
-    return {m: {"tokens_per_s": t["tokens"] / t["seconds"],
-                "first_audio_ms": 1000 * float(np.mean(t["first"])) if t["first"] else None}
-            for m, t in totals.items()}
+    seen-fact questions, the modes taking turns prompt by prompt (speed_quality.run_round, as
+    the suite's speed table, on fewer prompts)."""
+    prompts = [(prompt_tokens(SPOKEN_ANSWER_INSTRUCTION, q.user), data.cfg.llm.max_seq_len)
+               for q in data.sqa.test_seen[:n_prompts]]
+    tallies = run_round(data, prompts, [Setting(mode) for mode in MODE_NAMES], log=lambda *_: None)
+    return {s.schedule: {"tokens_per_s": t.tokens / t.seconds,
+                         "first_audio_ms": 1000 * float(np.mean(t.first_audio)) if t.first_audio else None}
+            for s, t in tallies.items()}
 
 
 def speed_quality_picture(data: SuiteData, folder: str, n_prompts: int, log) -> str:
@@ -195,8 +186,7 @@ def speed_quality_picture(data: SuiteData, folder: str, n_prompts: int, log) -> 
     prompts of each task, and no more than the speed figure times)."""
     path = os.path.join(data.cfg.resolved_run_dir(), "speed_quality.json")
     if os.path.exists(path):
-        with open(path) as f:
-            results = json.load(f)
+        results = load_json(path)
         log(f"speed_quality.png: from {path} ({results['n_tts']} TTS sentences, {results['n_questions']} questions)")
     else:
         log(f"speed_quality.png: {path} does not exist (python -m vita_mini.eval.speed_quality makes it); "
@@ -213,12 +203,11 @@ def make_gallery(cfg: Config, device: torch.device, out: str, speed_prompts: int
     if data.mctp is None:
         raise VitaError(f"{cfg.resolved_run_dir()}: the stage-4 checkpoint has no MCTP modules; "
                         "the gallery shows the modes, which need them")
-    engine = Engine(data.llm, data.mctp)
     paths = utterance_pictures_and_sounds(data, figures_dir, sounds_dir, log)
-    paths.append(figures.draw_codebook_usage(codebook_counts(cfg, data, log),
+    paths.append(figures.draw_codebook_usage(codebook_counts(data),
                                              os.path.join(figures_dir, "codebook_usage.png")))
     paths.append(packed_row_picture(data, os.path.join(figures_dir, "packed_mask.png")))
-    paths += spoken_answers(data, engine, figures_dir, sounds_dir, log)
+    paths += spoken_answers(data, figures_dir, sounds_dir, log)
     histories = {s: h for s, h in loss_histories(cfg).items() if h}
     paths.append(figures.draw_loss_curves(histories, os.path.join(figures_dir, "loss_curves.png")))
     # held-out sentences read aloud (the seen-fact answers of the suite's table are learned by heart)
@@ -227,7 +216,7 @@ def make_gallery(cfg: Config, device: torch.device, out: str, speed_prompts: int
         table = module_accuracy(data.llm, data.mctp, pack(samples, cfg.llm.max_seq_len).to(device))
     paths.append(figures.draw_mctp_accuracy(table, os.path.join(figures_dir, "mctp_accuracy.png"),
                                             f"on the {len(samples)} test sentences read aloud (TTS samples)"))
-    speed = measure_speed(data, engine, speed_prompts)
+    speed = measure_speed(data, speed_prompts)
     for mode, s in speed.items():
         first = "-" if s["first_audio_ms"] is None else f"{s['first_audio_ms']:.0f} ms"
         log(f"{mode:>8}: {s['tokens_per_s']:6.0f} tokens/s, first audio chunk {first}")

@@ -62,6 +62,7 @@ class SuiteData:
     interleave: tuple
     test_codes: list[list[int]]  # the test utterances' audio codes
     test_texts: list[str]  # ... and their sentences
+    corpus_codes: list[list[int]]  # every utterance's codes (the gallery's codebook usage)
     sqa: SpokenQAData  # spoken QA: test_seen, test_text (questions) and test_seen_samples
     voice: int | torch.Tensor  # the voice answers are decoded in (runs.report_voice)
 
@@ -79,7 +80,7 @@ def load_suite_data(cfg: Config, device: torch.device, log=print) -> SuiteData:
     cfg.alignment_data.ratio = tuple(interleave)
     sqa = spoken_qa_data(cfg, codec, log, write=False)
     return SuiteData(cfg, codec, judge, llm, mctp, interleave, [codes[u] for u in test],
-                     [corpus.texts[u] for u in test], sqa, report_voice(cfg, codec))
+                     [corpus.texts[u] for u in test], codes, sqa, report_voice(cfg, codec))
 
 
 def run_suite(cfg: Config, device: torch.device, modes=MODE_NAMES, log=print) -> dict:
